@@ -1,0 +1,205 @@
+"""studio-bridge: the command line, one more client of the daemon.
+
+Every command takes --json and then prints exactly one JSON object on
+stdout; on failure it holds ``error`` {code, message} and the exit code is
+non-zero. Job commands print ``job_id``, ``state``, ``outputs`` (absolute
+``path`` + ``kind``), ``report``. On a terminal, long jobs draw a progress
+bar on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, ENV_TOKEN, Config, \
+    socket_default, state_dir_default
+from .core.errors import BridgeError, InvalidArgument
+
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.handler(args)
+    except BridgeError as exc:
+        return _fail(args, exc)
+    except KeyboardInterrupt:
+        return 130
+    if isinstance(result, int):
+        return result
+    return _emit(args, result)
+
+
+# -- parser ---------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    common.add_argument("--addr", default=None,
+                        help=f"daemon address: unix:///path or host:port (default: ${ENV_ADDR} "
+                             f"or the user's socket)")
+    common.add_argument("--token", default=None, help=f"token for a remote daemon (default: ${ENV_TOKEN})")
+
+    parser = argparse.ArgumentParser(prog="studio-bridge", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def command(name, handler, help_text):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    from . import commands
+
+    serve = command("serve", commands.serve, "run the daemon in the foreground")
+    _serve_args(serve)
+    command("status", commands.status, "device, memory, resident models and queue")
+    jobs = command("jobs", commands.jobs, "recent jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+    job = command("job", commands.job, "one job's record")
+    job.add_argument("job_id")
+    watch = command("watch", commands.watch, "follow a job to its end")
+    watch.add_argument("job_id")
+    cancel = command("cancel", commands.cancel, "cancel a queued or running job")
+    cancel.add_argument("job_id")
+    command("engines", commands.engines, "engines and the parameters they take")
+    models = command("models", commands.models, "list, load or unload models")
+    models.add_argument("action", nargs="?", choices=("list", "load", "unload"), default="list")
+    models.add_argument("name", nargs="?")
+    models.add_argument("--keep-alive", type=parse_duration, default=None,
+                        help="how long the model stays loaded when idle: 30s, 10m, 1h, -1 = forever")
+
+    master = command("master", commands.master, "master a file to a loudness target")
+    master.add_argument("input", help="audio file: WAV, FLAC, AIFF, OGG, MP3, M4A")
+    master.add_argument("--out", required=True, help="folder for the result (created if missing)")
+    master.add_argument("--preset", default=None,
+                        help="streaming (-14 LUFS/-1 dBTP, default), apple (-16/-1), ebu-r128 (-23/-1), "
+                             "atsc-a85 (-24/-2)")
+    master.add_argument("--lufs", type=float, default=None, help="integrated loudness target (LUFS)")
+    master.add_argument("--ceiling", type=float, default=None, help="true-peak ceiling (dBTP)")
+    master.add_argument("--reference", default=None, help="match this track's tone and loudness")
+    master.add_argument("--no-eq", action="store_true", help="skip the EQ/glue stage")
+    master.add_argument("--format", default=None,
+                        help="auto, wav16, wav24, float, flac16, flac24 (default: auto)")
+    master.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+
+    demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
+    demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")
+    demo.add_argument("--seconds", type=float, default=12.0)
+
+    command("doctor", commands.doctor, "check ffmpeg, the device, engines, weights and ports")
+    return parser
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grpc", default=f"127.0.0.1:{DEFAULT_GRPC_PORT}",
+                   help="gRPC TCP HOST:PORT ('' = off; port 0 = any free)")
+    p.add_argument("--socket", default=str(socket_default()), help="gRPC unix socket path ('' = off)")
+    p.add_argument("--osc", default=f"127.0.0.1:{DEFAULT_OSC_PORT}",
+                   help="OSC UDP+TCP HOST:PORT ('' = off)")
+    p.add_argument("--osc-allow", action="append", default=[], metavar="HOST",
+                   help="a non-loopback OSC peer allowed to send (repeatable)")
+    p.add_argument("--state-dir", default=str(state_dir_default()),
+                   help="job records, cache, uploads")
+    p.add_argument("--media-root", action="append", default=[], metavar="DIR",
+                   help="a folder the daemon may read and write (repeatable; default: your home)")
+    p.add_argument("--keep-alive", type=parse_duration, default=300.0,
+                   help="default model keep-alive: 30s, 5m, 1h; -1 = forever; 0 = unload after each job")
+    p.add_argument("--memory-budget", type=parse_size, default=None,
+                   help="memory models may use, e.g. 8G (default: 80%% of the device's)")
+    p.add_argument("--preload", action="append", default=[], metavar="MODEL", help="load at start")
+    p.add_argument("--queue", type=int, default=16, help="most jobs waiting at once")
+    p.add_argument("--grace", type=float, default=5.0, help="seconds to finish RPCs on SIGTERM")
+    p.add_argument("--log-level", default="INFO")
+
+
+def config_from_args(args) -> Config:
+    token = args.token if args.token is not None else os.environ.get(ENV_TOKEN, "")
+    return Config(
+        state_dir=Path(args.state_dir).expanduser(),
+        media_roots=[Path(r).expanduser() for r in args.media_root] or [Path.home()],
+        grpc=args.grpc, socket=args.socket, osc=args.osc, osc_allow=args.osc_allow,
+        token=token, keep_alive=args.keep_alive, memory_budget=args.memory_budget,
+        preload=args.preload, queue_capacity=args.queue)
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '10m', '1h', '-1', '0', 'forever' -> seconds (negative = forever)."""
+    text = str(text).strip().lower()
+    if text in ("forever", "inf", "never"):
+        return -1.0
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix) and text[: -len(suffix)].lstrip("-").replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * units[suffix]
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration; use e.g. 30s, 10m, 1h, -1") from None
+
+
+def parse_size(text: str) -> int:
+    text = str(text).strip().upper().rstrip("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        if text and text[-1] in scale:
+            return int(float(text[:-1]) * scale[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size; use e.g. 512M or 8G") from None
+
+
+# -- output ---------------------------------------------------------------------
+def _emit(args, result: dict) -> int:
+    failed = bool(result.get("error"))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=False))
+    else:
+        print(human(result))
+    return EXIT_FAILED if failed else 0
+
+
+def _fail(args, exc: BridgeError) -> int:
+    result = {"error": exc.to_dict()}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"studio-bridge: {exc.code}: {exc.message}", file=sys.stderr)
+    return EXIT_UNAVAILABLE if exc.code == "unavailable" else EXIT_FAILED
+
+
+def human(result: dict) -> str:
+    """A short readable form of a command's result."""
+    if "job_id" in result:
+        lines = [f"job {result['job_id']}: {result['state']}"]
+        lines += [f"  {o['kind']}: {o['path']}" for o in result.get("outputs", [])]
+        if result.get("error"):
+            lines.append(f"  error ({result['error']['code']}): {result['error']['message']}")
+        report = result.get("report") or {}
+        for side in ("before", "after"):
+            if side in report:
+                r = report[side]
+                lines.append(f"  {side:6}  {r.get('integrated_lufs', float('nan')):7.2f} LUFS  "
+                             f"{r.get('true_peak_dbtp', float('nan')):6.2f} dBTP  "
+                             f"LRA {r.get('loudness_range_lu', float('nan')):5.2f} LU  "
+                             f"peak {r.get('sample_peak_dbfs', float('nan')):6.2f} dBFS")
+        return "\n".join(lines)
+    return json.dumps(result, indent=2)
+
+
+def run() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,137 @@
+"""What each CLI command does. All but `serve` are clients of the daemon."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from .client import Client
+from .core.errors import InvalidArgument
+
+
+def _client(args) -> Client:
+    return Client(args.addr, args.token)
+
+
+def _job_result(job: dict) -> dict:
+    """The CLI's one JSON shape for a job."""
+    return {"job_id": job["job_id"], "state": job["state"], "engine": job["engine"],
+            "outputs": [{"path": o["path"], "kind": o["kind"]} for o in job["outputs"]],
+            "report": job["report"], "error": job["error"], "cached": job["cached"]}
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only on a terminal and without --json."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = ""
+
+    def __call__(self, job: dict) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(job["progress"] * width)
+        line = f"\r{job['state']:9} [{'#' * filled}{'.' * (width - filled)}] " \
+               f"{job['progress'] * 100:5.1f}% {job['stage'][:40]:40}"
+        if line != self._last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\n")
+
+
+def run_job(args, engine: str, inputs: dict, params: dict, out_dir: str, **options) -> dict:
+    bar = ProgressBar(not args.json)
+    try:
+        with _client(args) as client:
+            job = client.run(engine, inputs, params, out_dir, on_event=bar, client="cli", **options)
+    finally:
+        bar.close()
+    return _job_result(job)
+
+
+# -- commands -------------------------------------------------------------------
+def serve(args) -> int:
+    from .cli import config_from_args
+    from .daemon import Daemon
+
+    logging.getLogger().setLevel(args.log_level.upper())
+    daemon = Daemon(config_from_args(args)).start()
+    info = daemon.endpoints()
+    print(f"studio-bridge serving: grpc {info['grpc'] or 'off'}, socket {info['socket'] or 'off'}, "
+          f"osc {info['osc'] or 'off'} (pid {info['pid']})", file=sys.stderr, flush=True)
+    daemon.serve_forever(args.grace)
+    return 0
+
+
+def status(args) -> dict:
+    with _client(args) as client:
+        return client.status()
+
+
+def jobs(args) -> dict:
+    with _client(args) as client:
+        return {"jobs": [_job_result(j) | {"created_at": j["created_at"]} for j in client.list_jobs(args.limit)]}
+
+
+def job(args) -> dict:
+    with _client(args) as client:
+        return _job_result(client.get_job(args.job_id))
+
+
+def watch(args) -> dict:
+    bar = ProgressBar(not args.json)
+    try:
+        with _client(args) as client:
+            return _job_result(client.wait(args.job_id, bar))
+    finally:
+        bar.close()
+
+
+def cancel(args) -> dict:
+    with _client(args) as client:
+        return _job_result(client.cancel(args.job_id))
+
+
+def engines(args) -> dict:
+    with _client(args) as client:
+        return {"engines": client.engines()}
+
+
+def models(args) -> dict:
+    with _client(args) as client:
+        if args.action == "list":
+            return {"models": client.models()}
+        if not args.name:
+            raise InvalidArgument(f"`models {args.action}` needs a model name; see `studio-bridge models`")
+        if args.action == "load":
+            return {"model": client.load_model(args.name, args.keep_alive)}
+        return {"model": client.unload_model(args.name)}
+
+
+def master(args) -> dict:
+    params = {k: v for k, v in (("preset", args.preset), ("lufs", args.lufs),
+                                ("ceiling", args.ceiling), ("format", args.format)) if v is not None}
+    if args.no_eq:
+        params["eq"] = False
+    inputs = {"audio": args.input}
+    if args.reference:
+        inputs["reference"] = args.reference
+    return run_job(args, "master", inputs, params, args.out, no_cache=args.no_cache)
+
+
+def demo(args) -> dict:
+    from .demo import run_demo
+
+    return run_demo(args.out, args.seconds, json_mode=args.json)
+
+
+def doctor(args) -> dict:
+    from .doctor import run_checks
+
+    return run_checks(args.addr, args.token)

@@ -1,0 +1,1 @@
+"""Daemon core: jobs, scheduler, residency, cache, media I/O, errors."""

@@ -1,0 +1,281 @@
+"""Media I/O: decode inputs to arrays, guard the media roots, write atomically.
+
+Engines see only ``Audio`` arrays. This module is the one place that touches
+users' files: reading (soundfile for WAV/FLAC/AIFF/OGG/MP3, PyAV for the
+rest), checking that paths lie under the configured media roots, and
+writing outputs through a temporary file renamed into place, so a crash or
+a cancel never leaves a half-written file in a user's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .engine import Audio
+from .errors import InvalidArgument, MediaError, NotFound, PermissionDenied
+
+MAX_CHANNELS = 8
+# The sample formats a host may ask for; value = soundfile (format, subtype).
+OUTPUT_FORMATS = {
+    "wav16": ("WAV", "PCM_16", ".wav"),
+    "wav24": ("WAV", "PCM_24", ".wav"),
+    "float": ("WAV", "FLOAT", ".wav"),
+    "flac16": ("FLAC", "PCM_16", ".flac"),
+    "flac24": ("FLAC", "PCM_24", ".flac"),
+}
+_SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".mp3", ".w64", ".rf64", ".caf"}
+
+
+class MediaRoots:
+    """The folders the daemon may read from and write to.
+
+    Args:
+        roots: folders; each is resolved (symlinks followed) once.
+    """
+
+    def __init__(self, roots: Iterable[str | os.PathLike]):
+        self.roots = [Path(r).expanduser().resolve() for r in roots]
+
+    def check(self, path: str | os.PathLike, purpose: str = "read") -> Path:
+        """Return the resolved path if it lies under a media root.
+
+        Raises:
+            PermissionDenied: the path (after resolving links) is outside.
+        """
+        resolved = Path(path).expanduser().resolve()
+        for root in self.roots:
+            if resolved == root or root in resolved.parents:
+                return resolved
+        raise PermissionDenied(
+            f"cannot {purpose} '{path}': it is outside the daemon's media roots "
+            f"({', '.join(map(str, self.roots)) or 'none configured'}); move the file "
+            f"under one of them or start the daemon with --media-root <folder>"
+        )
+
+
+def read_audio(path: str | os.PathLike) -> Audio:
+    """Decode an audio file into float32 frames x channels.
+
+    Raises:
+        NotFound: the file does not exist.
+        MediaError: empty, corrupt, not audio, NaN/Inf samples, > 8 channels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"input file '{path}' does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
+    audio = _decode(path)
+    audio.name = path.stem
+    check_audio(audio, str(path))
+    return audio
+
+
+def check_audio(audio: Audio, label: str) -> None:
+    """Reject audio no engine can work on, naming exactly what is wrong."""
+    if audio.frames == 0:
+        raise MediaError(f"'{label}' holds no audio frames; export the clip again")
+    if audio.channels > MAX_CHANNELS:
+        raise MediaError(
+            f"'{label}' has {audio.channels} channels; at most {MAX_CHANNELS} are "
+            f"supported; split it into stems or fold it down first"
+        )
+    finite = np.isfinite(audio.samples)
+    if not finite.all():
+        frame = int(np.argwhere(~finite)[0][0])
+        raise MediaError(
+            f"'{label}' contains NaN or infinite samples (first at frame {frame}, "
+            f"{frame / audio.sample_rate:.3f} s); render it again from the source"
+        )
+
+
+def _decode(path: Path) -> Audio:
+    if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
+        try:
+            return _decode_soundfile(path)
+        except MediaError:
+            if path.suffix.lower() not in (".mp3", ".ogg"):
+                raise
+    return _decode_av(path)
+
+
+def _decode_soundfile(path: Path) -> Audio:
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(str(path)) as handle:
+            samples = handle.read(dtype="float32", always_2d=True)
+            subtype = handle.subtype
+            rate = handle.samplerate
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise MediaError(
+            f"cannot decode '{path}': {exc}; the file is corrupt, truncated or not "
+            f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
+        ) from None
+    return Audio(samples, int(rate), subtype=subtype)
+
+
+def _decode_av(path: Path) -> Audio:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"'{path}' has no audio stream; pick an audio or video file with sound")
+            stream = container.streams.audio[0]
+            channels = stream.codec_context.channels
+            blocks = [
+                frame.to_ndarray().reshape(channels, -1) if frame.format.is_planar
+                else frame.to_ndarray().reshape(-1, channels).T
+                for frame in container.decode(stream)
+            ]
+            rate = stream.codec_context.sample_rate
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise MediaError(
+            f"cannot decode '{path}': {exc}; the file is corrupt, truncated or not "
+            f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
+        ) from None
+    if not blocks:
+        raise MediaError(f"'{path}' decodes to no audio frames; export the clip again")
+    samples = np.concatenate(blocks, axis=1).T
+    if samples.dtype.kind == "i":
+        samples = samples / float(np.iinfo(samples.dtype).max)
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), subtype="")
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove it can be written.
+
+    Raises:
+        PermissionDenied: it cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".sb-probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise PermissionDenied(
+            f"cannot write to output folder '{folder}': {exc.strerror or exc}; "
+            f"choose a folder you can write to (--out DIR)"
+        ) from None
+    return folder
+
+
+def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24") -> Path:
+    """Write ``audio`` into ``folder`` as ``name`` (or a numbered free name).
+
+    The data goes to a temp file in the same folder first and is then linked
+    into place, so readers see either nothing or the whole file, and an
+    existing file is never replaced.
+    """
+    import soundfile
+
+    container, subtype, _ = OUTPUT_FORMATS[fmt]
+    return _publish(folder, name, lambda tmp: soundfile.write(
+        tmp, audio.samples, audio.sample_rate, subtype=subtype, format=container))
+
+
+def write_bytes_atomic(folder: Path, name: str, data: bytes) -> Path:
+    """Write raw bytes into ``folder`` like ``write_audio_atomic``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+    return _publish(folder, name, write)
+
+
+def copy_file_atomic(src: Path, folder: Path, name: str) -> Path:
+    """Copy ``src`` into ``folder`` like ``write_audio_atomic``."""
+    import shutil
+
+    return _publish(folder, name, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def _publish(folder: Path, name: str, write) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        return _link_free(tmp, folder, name)
+    finally:
+        _remove_quietly(tmp)
+
+
+def _link_free(tmp: str, folder: Path, name: str) -> Path:
+    """Give ``tmp`` the first free name of name, name.2, name.3, ..."""
+    base, dot, ext = name.rpartition(".")
+    if not dot:
+        base, ext = name, ""
+    for number in range(1, 10000):
+        candidate = folder / (name if number == 1 else f"{base}.{number}{dot}{ext}")
+        try:
+            os.link(tmp, candidate)  # fails if it exists: no clobbering, no race
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError:  # filesystems without hard links (FAT, exFAT)
+            if candidate.exists():
+                continue
+            os.replace(tmp, candidate)
+            return candidate
+    raise PermissionDenied(f"output folder '{folder}' already holds 9999 versions of '{name}'; clear it")
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def output_name(clip: str, engine: str, kind: str, suffix: str) -> str:
+    """``<clip>.<engine>.<kind><suffix>`` with unsafe characters replaced."""
+    parts = [_safe(clip) or "clip", _safe(engine), _safe(kind)]
+    return ".".join(parts) + suffix
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w\-]+", "_", text).strip("_")
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in OUTPUT_FORMATS:
+        raise InvalidArgument(f"output format '{fmt}' is unknown; allowed: {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+class FileHasher:
+    """SHA-256 of files, remembered by (path, size, mtime) so re-asks are free."""
+
+    def __init__(self):
+        self._known: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+
+    def hash(self, path: str | os.PathLike) -> str:
+        st = os.stat(path)
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        digest = sha256_file(path)
+        with self._lock:
+            self._known[key] = digest
+        return digest
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,79 @@
+"""Running one job: media in, engine on arrays, outputs out atomically.
+
+The scheduler decides when; this decides how. Inputs are decoded here, the
+model is held through the residency manager for exactly the run, and every
+output is written through a temp file and renamed into the host's folder.
+An existing file is never overwritten: a second result gets a numbered name,
+so a file already placed in a DAW session never changes under it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .cache import ResultCache
+from .engine import Audio, Engine, EngineKind, Output, RunContext
+from .jobs import JobRecord
+from .media import OUTPUT_FORMATS, read_audio, write_audio_atomic, write_bytes_atomic, output_name, sha256_file
+from .residency import Residency
+
+
+class JobRunner:
+    """Callable the scheduler gives each job to."""
+
+    def __init__(self, registry, residency: Residency, cache: ResultCache,
+                 resolve: Callable[[dict], Path]):
+        self.registry, self.residency, self.cache = registry, residency, cache
+        self._resolve = resolve  # input ref -> readable path (roots/blobs checked)
+
+    def __call__(self, record: JobRecord, progress, cancelled) -> None:
+        engine = self.registry.get(record.engine)
+        ctx = RunContext(progress, cancelled)
+        ctx.progress(0.0, "reading input")
+        audios = self._read_inputs(record)
+        ctx.check()
+        result = self._run_engine(engine, record, audios, ctx)
+        ctx.check()  # a cancel during the last chunk still writes nothing
+        ctx.progress(1.0, "writing output")
+        clip = audios[engine.inputs[0].name].name
+        record.outputs = [self._write(o, record, clip, audios) for o in result.outputs]
+        record.report = result.report
+        if record.cache_key:
+            self.cache.put(record.cache_key, record.outputs, record.report)
+
+    def _read_inputs(self, record: JobRecord) -> dict[str, Audio]:
+        audios = {}
+        for name, ref in record.inputs.items():
+            audio = read_audio(self._resolve(ref))
+            if ref.get("filename"):
+                audio.name = Path(ref["filename"]).stem
+            audios[name] = audio
+        return audios
+
+    def _run_engine(self, engine: Engine, record: JobRecord, audios, ctx):
+        if engine.kind is not EngineKind.MODEL:
+            return engine.run(None, audios, record.params, ctx)
+        ctx.progress(0.0, f"loading {record.model}")
+        with self.residency.acquire(record.model, record.keep_alive) as lease:
+            return engine.run(lease.handle, audios, record.params, ctx)
+
+    def _write(self, output: Output, record: JobRecord, clip: str, audios) -> dict:
+        folder = Path(record.out_dir)
+        if output.audio is not None:
+            fmt = _format_for(record.params.get("format", "auto"), audios)
+            name = output_name(clip, record.engine, output.kind, OUTPUT_FORMATS[fmt][2])
+            path = write_audio_atomic(folder, name, output.audio, fmt)
+        else:
+            name = output_name(clip, record.engine, output.kind, output.suffix)
+            path = write_bytes_atomic(folder, name, output.data or b"")
+        return {"path": str(path), "kind": output.kind, "size": path.stat().st_size,
+                "sha256": sha256_file(path)}
+
+
+def _format_for(requested: str, audios: dict[str, Audio]) -> str:
+    """"auto": float sources stay float; everything else becomes 24-bit WAV."""
+    if requested != "auto":
+        return requested
+    first = next(iter(audios.values()))
+    return "float" if first.subtype in ("FLOAT", "DOUBLE") else "wav24"

@@ -1,0 +1,281 @@
+"""The daemon's one facade: what every transport translates onto.
+
+It ties the parts together — registry, residency, scheduler, result cache,
+job store, blobs, media roots — and checks each request before it queues,
+so a bad request fails at once with a clear error and never occupies a
+worker. Transports (gRPC, OSC) call these methods and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .. import __version__
+from ..engines import Registry
+from . import device
+from .blobs import BlobStore
+from .cache import ResultCache, cache_key
+from .config import Config
+from .engine import Engine, EngineKind
+from .errors import InvalidArgument, NotFound, PermissionDenied
+from .jobs import JobBoard, JobRecord, JobState, JobStore, follow
+from .media import FileHasher, MediaRoots, copy_file_atomic, ensure_writable_dir, output_name
+from .residency import Loaded, Residency
+from .runner import JobRunner
+from .scheduler import Scheduler, require
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Everything the daemon does, behind plain methods.
+
+    Args:
+        config: the daemon's configuration.
+        registry: engines (default: built-ins plus entry points).
+        residency: model residency manager (default: real loader and probe).
+    """
+
+    def __init__(self, config: Config, registry: Registry | None = None,
+                 residency: Residency | None = None):
+        self.config = config
+        self.started = time.time()
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.roots = MediaRoots([*config.media_roots])
+        self._writable = MediaRoots([*config.media_roots, config.outputs_dir])
+        self.registry = registry or Registry()
+        self.residency = residency or Residency(
+            loader=self._load_model, unloader=self._unload_model, probe=device.probe,
+            budget_bytes=config.memory_budget, default_keep_alive=config.keep_alive,
+            estimate=self._estimate)
+        self.store = JobStore(config.state_dir / "jobs.sqlite3")
+        self.board = JobBoard()
+        self.cache = ResultCache(config.state_dir / "cache", config.cache_bytes)
+        self.blobs = BlobStore(config.state_dir / "blobs")
+        self.hasher = FileHasher()
+        self._live: dict[str, JobRecord] = {}
+        self._live_lock = threading.Lock()
+        runner = JobRunner(self.registry, self.residency, self.cache, self._input_path)
+        self.scheduler = Scheduler(self.store, self.board, runner,
+                                   capacity=config.queue_capacity, dsp_workers=config.dsp_workers)
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="sb-reaper", daemon=True)
+        self._reaper.start()
+
+    # -- jobs ----------------------------------------------------------------
+    def submit(self, engine: str, inputs: dict[str, dict], params: dict[str, Any] | None = None,
+               out_dir: str = "", model: str = "", keep_alive: float | None = None,
+               no_cache: bool = False, client: str = "") -> JobRecord:
+        """Check a request, then answer from the cache or queue it.
+
+        Raises:
+            NotFound, InvalidArgument, PermissionDenied, Unavailable, Busy.
+        """
+        eng = self.registry.get(engine)
+        eng.check_inputs(list(inputs))
+        values = eng.validate(params or {})
+        model = self._model_for(eng, model)
+        hashes = {name: self._input_hash(ref) for name, ref in inputs.items()}
+        folder = self._out_dir(out_dir)
+        record = JobRecord(engine=engine, inputs=inputs, params=values, out_dir="",
+                           model=model, keep_alive=keep_alive, no_cache=no_cache, client=client)
+        record.out_dir = str(folder or self.config.outputs_dir / record.id)
+        record.cache_key = cache_key(engine, eng.version, model, self._model_version(eng, model),
+                                     hashes, values)
+        if not no_cache and self._serve_cached(record, eng):
+            return record
+        ensure_writable_dir(record.out_dir)
+        self._track(record)
+        self.store.save(record)
+        self.board.publish(record)
+        try:
+            self.scheduler.enqueue(record, eng.kind)
+        except Exception:
+            self._untrack(record)
+            self.store.delete(record.id)
+            raise
+        return record
+
+    def watch(self, job_id: str, after_seq: int = 0, alive=lambda: True) -> Iterator[tuple[int, JobRecord]]:
+        require(self.board.latest(job_id) or self.store.get(job_id), job_id)
+        return follow(self.board, self.store, job_id, after_seq, alive=alive)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self._live_lock:
+            record = self._live.get(job_id)
+        if record is None:
+            return require(self.store.get(job_id), job_id)
+        self.scheduler.cancel(record)
+        return record.copy()
+
+    def get_job(self, job_id: str) -> JobRecord:
+        entry = self.board.latest(job_id)
+        return entry[1] if entry else require(self.store.get(job_id), job_id)
+
+    def list_jobs(self, limit: int = 50, states: list[JobState] | None = None) -> list[JobRecord]:
+        return self.store.list(limit or 50, states)
+
+    # -- media ---------------------------------------------------------------
+    def upload(self, chunks: Iterable[bytes], sha256: str = "") -> tuple[str, int]:
+        return self.blobs.put(chunks, sha256)
+
+    def download_path(self, path: str = "", blob: str = "") -> Path:
+        """A file a client may download: a blob, or a file under the roots/outputs."""
+        if blob:
+            return self.blobs.path(blob)
+        resolved = self._writable.check(path, "download")
+        if not resolved.is_file():
+            raise NotFound(f"'{path}' does not exist or is not a file")
+        return resolved
+
+    # -- engines, models, status ----------------------------------------------
+    def engines(self) -> list[tuple[str, Engine | None, str]]:
+        return self.registry.describe()
+
+    def models(self) -> list[dict]:
+        resident = {m["name"]: m for m in self.residency.snapshot()}
+        out = []
+        for _, eng, _ in self.registry.describe():
+            for spec in (eng.models() if eng else []):
+                state = resident.get(spec.name, {})
+                out.append({"name": spec.name, "engine": eng.name, "version": spec.version,
+                            "size_bytes": spec.size_bytes, "licence": spec.licence,
+                            "description": spec.description, "installed": True,
+                            "state": str(state.get("state", "unloaded")),
+                            "refcount": state.get("refcount", 0),
+                            "keep_alive": state.get("keep_alive") or 0.0,
+                            "expires_at": state.get("expires_at") or 0.0})
+        return out
+
+    def load_model(self, name: str, keep_alive: float | None = None) -> dict:
+        self.registry.engine_for_model(name)
+        self.residency.load(name, keep_alive)
+        return self._model_info(name)
+
+    def unload_model(self, name: str) -> dict:
+        self.registry.engine_for_model(name)
+        self.residency.unload(name)
+        return self._model_info(name)
+
+    def _model_info(self, name: str) -> dict:
+        return next(m for m in self.models() if m["name"] == name)
+
+    def status(self) -> dict:
+        memory = device.probe()
+        return {"version": __version__, "device": memory.device,
+                "memory_total": memory.total_bytes, "memory_available": memory.available_bytes,
+                "memory_budget": int(self.residency.budget()),
+                "memory_used": int(self.residency.used_bytes()),
+                "resident": [m for m in self.models() if m["state"] != "unloaded"],
+                "queue_depth": self.scheduler.depth(), "queue_capacity": self.scheduler.capacity,
+                "running": self.scheduler.running(), "uptime": time.time() - self.started,
+                "media_roots": [str(r) for r in self.roots.roots]}
+
+    def preload(self) -> None:
+        for name in self.config.preload:
+            self.load_model(name)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop workers (running jobs end as cancelled/interrupted) and unload models."""
+        self._stop.set()
+        self.scheduler.stop(timeout)
+        self.residency.unload_all()
+        self.store.close()
+
+    # -- helpers ---------------------------------------------------------------
+    def _model_for(self, eng: Engine, model: str) -> str:
+        if eng.kind is not EngineKind.MODEL:
+            if model:
+                raise InvalidArgument(f"engine '{eng.name}' uses no model; leave model empty")
+            return ""
+        names = [m.name for m in eng.models()]
+        model = model or eng.default_model()
+        if model not in names:
+            raise NotFound(
+                f"model '{model}' is not installed for engine '{eng.name}'; installed: "
+                f"{', '.join(names) or 'none'}; get one with `studio-bridge models pull NAME`")
+        return model
+
+    @staticmethod
+    def _model_version(eng: Engine, model: str) -> str:
+        return next((m.version for m in eng.models() if m.name == model), "")
+
+    def _input_path(self, ref: dict) -> Path:
+        if ref.get("blob"):
+            return self.blobs.path(ref["blob"])
+        if not ref.get("path"):
+            raise InvalidArgument("an input names neither a path nor a blob; give one")
+        path = self.roots.check(ref["path"], "read")
+        if not path.is_file():
+            raise NotFound(f"input file '{ref['path']}' does not exist; check the path")
+        return path
+
+    def _input_hash(self, ref: dict) -> str:
+        return ref["blob"] if ref.get("blob") and self.blobs.path(ref["blob"]) else \
+            self.hasher.hash(self._input_path(ref))
+
+    def _out_dir(self, out_dir: str) -> Path | None:
+        if not out_dir:
+            return None
+        folder = self._writable.check(out_dir, "write to")
+        return ensure_writable_dir(folder)
+
+    def _serve_cached(self, record: JobRecord, eng: Engine) -> bool:
+        meta = self.cache.get(record.cache_key)
+        if meta is None:
+            return False
+        folder = ensure_writable_dir(record.out_dir)
+        first = record.inputs[eng.inputs[0].name]
+        clip = Path(first.get("filename") or first.get("path") or "clip").stem
+        outputs = []
+        for item in meta["outputs"]:
+            suffix = "." + item["name"].rsplit(".", 1)[-1]
+            path = copy_file_atomic(self.cache.file(record.cache_key, item["file"]), folder,
+                                    output_name(clip, record.engine, item["kind"], suffix))
+            outputs.append({**{k: item[k] for k in ("kind", "size", "sha256") if k in item},
+                            "path": str(path)})
+        now = time.time()
+        record.outputs, record.report, record.cached = outputs, meta["report"], True
+        record.state, record.progress, record.stage = JobState.SUCCEEDED, 1.0, "done (cached)"
+        record.started_at = record.finished_at = now
+        self.store.save(record)
+        self.board.publish(record)
+        return True
+
+    def _track(self, record: JobRecord) -> None:
+        with self._live_lock:
+            self._live[record.id] = record
+            finished = [jid for jid, r in self._live.items() if r.state.terminal]
+            for jid in finished[:-256]:  # keep memory bounded; the store has them
+                self._live.pop(jid, None)
+                self.board.forget(jid)
+
+    def _untrack(self, record: JobRecord) -> None:
+        with self._live_lock:
+            self._live.pop(record.id, None)
+        self.board.forget(record.id)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.residency.sweep()
+            except Exception:  # keep reaping; the failure is in the log
+                log.exception("unloading expired models failed")
+
+    # residency side effects: the real loader goes through the engine
+    def _load_model(self, name: str) -> Loaded:
+        eng = self.registry.engine_for_model(name)
+        handle = eng.load(name, device.device_name())
+        size = next((m.size_bytes for m in eng.models() if m.name == name), 0)
+        return Loaded(handle, size)
+
+    def _unload_model(self, name: str, handle) -> None:
+        self.registry.engine_for_model(name).unload(handle)
+
+    def _estimate(self, name: str) -> int:
+        eng = self.registry.engine_for_model(name)
+        return next((m.size_bytes for m in eng.models() if m.name == name), 0)

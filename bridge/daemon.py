@@ -1,0 +1,97 @@
+"""The daemon: one Service behind the gRPC and OSC transports.
+
+``Daemon.start`` refuses unsafe endpoints, builds the service, binds every
+transport (port 0 picks a free port, as tests do), preloads models, and
+writes ``<state_dir>/daemon.json`` with the bound endpoints so clients and
+scripts can find it. ``stop(grace)`` drains in-flight RPCs for ``grace``
+seconds, stops the workers and unloads every model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+from .core.config import Config
+from .core.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config, registry=None, residency=None):
+        self.config = config
+        self._registry, self._residency = registry, residency
+        self.service: Service | None = None
+        self.grpc = None
+        self.osc = None
+        self._stopped = threading.Event()
+
+    def start(self) -> "Daemon":
+        """Bind everything and start serving; returns self."""
+        from .transport.grpc_server import GrpcServers
+        from .transport.osc_server import OscServer
+
+        self.config.check()
+        started = time.monotonic()
+        self.service = Service(self.config, self._registry, self._residency)
+        try:
+            self.grpc = GrpcServers(self.service, self.config.grpc, self.config.socket,
+                                    self.config.token)
+            if self.config.osc:
+                self.osc = OscServer(self.service, self.config.osc, self.config.osc_allow)
+        except BaseException:
+            self.service.close()
+            raise
+        self.grpc.start()
+        if self.osc:
+            self.osc.start()
+        self.service.preload()
+        self._write_info()
+        log.info("serving in %.3f s: %s", time.monotonic() - started, self.endpoints())
+        return self
+
+    def endpoints(self) -> dict:
+        host = self.config.grpc.rpartition(":")[0] if self.config.grpc else ""
+        osc_host = self.config.osc.rpartition(":")[0] if self.config.osc else ""
+        return {
+            "pid": os.getpid(),
+            "grpc": f"{host}:{self.grpc.tcp_port}" if self.config.grpc else "",
+            "socket": f"unix://{self.config.socket}" if self.config.socket else "",
+            "osc": f"{osc_host}:{self.osc.port}" if self.osc else "",
+            "state_dir": str(self.config.state_dir),
+        }
+
+    def _write_info(self) -> None:
+        path = self.config.state_dir / "daemon.json"
+        tmp = path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(self.endpoints(), indent=2))
+        os.replace(tmp, path)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let RPCs finish for ``grace`` s, then shut down."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.osc:
+            self.osc.stop()
+        if self.grpc:
+            self.grpc.stop(grace)
+        if self.service:
+            self.service.close(timeout=grace)
+        info = self.config.state_dir / "daemon.json"
+        if info.exists():
+            info.unlink()
+
+    def serve_forever(self, grace: float = 5.0) -> None:
+        """Block until SIGTERM or SIGINT, then stop gracefully."""
+        wake = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: wake.set())
+        wake.wait()
+        log.info("stopping (grace %.1f s)", grace)
+        self.stop(grace)

@@ -1,0 +1,99 @@
+"""Engine registry: built-in engines plus plugins from an entry-point group.
+
+Engines are named by ``module:Class`` strings and imported on first use, so
+the daemon starts without importing torch or any model library. An engine
+whose module fails to import is listed as unavailable with the reason, not
+fatal (as OpenTimelineIO reports adapters it cannot load).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from ..core.engine import Engine
+from ..core.errors import NotFound, Unavailable
+
+ENTRY_POINT_GROUP = "studio_bridge.engines"
+
+BUILTIN = {
+    "master": "bridge.engines.master:MasterEngine",
+}
+
+
+@dataclass
+class EngineEntry:
+    name: str
+    target: str  # "module:Class"
+    engine: Engine | None = None
+    error: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Registry:
+    """Finds engines by name and imports each once, lazily."""
+
+    def __init__(self, targets: dict[str, str] | None = None, plugins: bool = True):
+        found = dict(targets if targets is not None else BUILTIN)
+        if plugins:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                found.setdefault(ep.name, ep.value)
+        self._entries = {name: EngineEntry(name, target) for name, target in found.items()}
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Engine:
+        """Return the engine called ``name``, importing it on first use.
+
+        Raises:
+            NotFound: no such engine.
+            Unavailable: its module failed to import (e.g. a missing extra).
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(f"engine '{name}' does not exist; engines: {', '.join(self.names())}")
+        self._import(entry)
+        if entry.engine is None:
+            raise Unavailable(f"engine '{name}' cannot load: {entry.error}")
+        return entry.engine
+
+    def add(self, engine: Engine) -> None:
+        """Register an already-built engine (tests, embedding)."""
+        self._entries[engine.name] = EngineEntry(engine.name, "", engine=engine)
+
+    def describe(self) -> list[tuple[str, Engine | None, str]]:
+        """(name, engine or None, error) for every engine, importing each."""
+        out = []
+        for name in self.names():
+            entry = self._entries[name]
+            self._import(entry)
+            out.append((name, entry.engine, entry.error))
+        return out
+
+    def engine_for_model(self, model: str) -> Engine:
+        """The engine that owns ``model`` (model names are unique)."""
+        for _, engine, _ in self.describe():
+            if engine and any(m.name == model for m in engine.models()):
+                return engine
+        known = [m.name for _, e, _ in self.describe() if e for m in e.models()]
+        raise NotFound(
+            f"model '{model}' is not known; models: {', '.join(known) or 'none'}"
+        )
+
+    @staticmethod
+    def _import(entry: EngineEntry) -> None:
+        with entry.lock:
+            if entry.engine is not None or entry.error:
+                return
+            module_name, _, class_name = entry.target.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+                entry.engine = cls()
+            except Exception as exc:  # reported in describe(), never fatal
+                entry.error = (
+                    f"{type(exc).__name__}: {exc} (install the engine's extra, e.g. "
+                    f"`pip install 'studio-bridge[{entry.name}]'`, or run `studio-bridge doctor`)"
+                )

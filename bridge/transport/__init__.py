@@ -1,0 +1,1 @@
+"""Transports: thin translators from gRPC and OSC onto bridge.core.service."""

@@ -1,0 +1,193 @@
+"""OSC transport: /bridge/* messages over UDP and TCP, translated onto the Service.
+
+For controllers, Max/Pd, TouchOSC and DAW OSC surfaces. TCP uses OSC 1.0
+framing (a 4-byte length before each packet), which is what liblo speaks.
+
+Address space (in):
+  /bridge/master ,sffs  path target_lufs ceiling_dbtp out_dir
+  /bridge/submit ,sss.. engine path out_dir [name value]...   any engine; a
+                        name that is one of the engine's inputs is a path
+  /bridge/reply_port ,i port     replies for this host go to that UDP port
+  /bridge/cancel ,s job_id
+  /bridge/ping                   answered with /bridge/pong
+Replies (out), to the sender or its reply port:
+  /bridge/job ,ss job_id engine          accepted
+  /bridge/progress ,sfs job_id fraction stage
+  /bridge/done ,ss.. job_id path...      finished, one path per output
+  /bridge/error ,sss job_id code message (job_id "" if it never started)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message_builder import build_msg
+from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_tcp_server import MODE_1_0, ThreadingOSCTCPServer
+
+from ..core.config import is_loopback, split_host_port
+from ..core.errors import BridgeError, InvalidArgument, PermissionDenied
+from ..core.jobs import JobState
+from ..core.service import Service
+
+log = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 0.1  # seconds between /bridge/progress messages per job
+
+
+class OscServer:
+    """UDP and TCP OSC servers on one host:port pair, sharing one dispatcher.
+
+    Args:
+        service: the daemon's service.
+        addr: HOST:PORT (port 0 picks a free one; TCP then takes the same number).
+        allow: peers (besides loopback) allowed to send.
+    """
+
+    def __init__(self, service: Service, addr: str, allow: list[str] | None = None):
+        self.service = service
+        self.allow = set(allow or [])
+        self._reply_ports: dict[str, int] = {}
+        self._lock = threading.Lock()
+        host, port = split_host_port(addr, "--osc")
+        dispatcher = Dispatcher()
+        for path, handler in (("/bridge/master", self._master), ("/bridge/submit", self._submit),
+                              ("/bridge/reply_port", self._reply_port),
+                              ("/bridge/cancel", self._cancel), ("/bridge/ping", self._ping)):
+            dispatcher.map(path, handler, needs_reply_address=True)
+        dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
+        try:
+            self.udp = ThreadingOSCUDPServer((host, port), dispatcher)
+            self.port = self.udp.server_address[1]
+            self.tcp = ThreadingOSCTCPServer((host, self.port), dispatcher, mode=MODE_1_0)
+        except OSError as exc:
+            raise PermissionDenied(f"cannot listen for OSC on {addr}: {exc.strerror}; pick another "
+                                   f"with --osc HOST:PORT") from None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for server in (self.udp, self.tcp):
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                      name="sb-osc", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        for server in (self.udp, self.tcp):
+            server.shutdown()
+            server.server_close()
+
+    # -- handlers ----------------------------------------------------------------
+    def _master(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        try:
+            path, lufs, ceiling, out_dir = _expect(args, "sffs", address)
+            params = {"lufs": lufs, "ceiling": ceiling}
+            self._start_job(sender, "master", {"audio": {"path": path}}, params, out_dir)
+        except BridgeError as exc:
+            self._error(sender, "", exc)
+
+    def _submit(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        try:
+            if len(args) < 3 or (len(args) - 3) % 2:
+                raise InvalidArgument(
+                    f"{address} takes engine path out_dir [name value]...; got {len(args)} arguments")
+            engine, path, out_dir = (str(a) for a in args[:3])
+            inputs, params = {"audio": {"path": path}}, {}
+            input_names = {i.name for i in self.service.registry.get(engine).inputs}
+            for name, value in zip(args[3::2], args[4::2]):
+                if str(name) in input_names:
+                    inputs[str(name)] = {"path": str(value)}
+                else:
+                    params[str(name)] = value
+            self._start_job(sender, engine, inputs, params, out_dir)
+        except BridgeError as exc:
+            self._error(sender, "", exc)
+
+    def _reply_port(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        if len(args) != 1 or not isinstance(args[0], int) or not 0 < args[0] < 65536:
+            self._error(sender, "", InvalidArgument(f"{address} takes one int port (1-65535); got {args!r}"))
+            return
+        with self._lock:
+            self._reply_ports[sender[0]] = args[0]
+
+    def _cancel(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        try:
+            self.service.cancel(str(args[0]) if args else "")
+        except BridgeError as exc:
+            self._error(sender, str(args[0]) if args else "", exc)
+
+    def _ping(self, sender, address, *args):
+        if self._allowed(sender):
+            self._send(sender, "/bridge/pong", [])
+
+    def _unknown(self, sender, address, *args):
+        if self._allowed(sender):
+            self._error(sender, "", InvalidArgument(
+                f"unknown OSC address {address}; known: /bridge/master, /bridge/submit, "
+                f"/bridge/reply_port, /bridge/cancel, /bridge/ping"))
+
+    # -- jobs -----------------------------------------------------------------------
+    def _start_job(self, sender, engine, inputs, params, out_dir) -> None:
+        record = self.service.submit(engine, inputs, params, out_dir, client=f"osc:{sender[0]}")
+        self._send(sender, "/bridge/job", [record.id, engine])
+        threading.Thread(target=self._follow, args=(sender, record.id), name="sb-osc-job",
+                         daemon=True).start()
+
+    def _follow(self, sender, job_id: str) -> None:
+        last = 0.0
+        for _, record in self.service.watch(job_id):
+            if record.state is JobState.SUCCEEDED:
+                self._send(sender, "/bridge/done", [job_id, *[o["path"] for o in record.outputs]])
+            elif record.state.terminal:
+                error = record.error or {"code": record.state.value, "message": record.state.value}
+                self._send(sender, "/bridge/error", [job_id, error["code"], error["message"]])
+            elif record.state is JobState.RUNNING and time.monotonic() - last >= PROGRESS_INTERVAL:
+                last = time.monotonic()
+                self._send(sender, "/bridge/progress", [job_id, float(record.progress), record.stage])
+
+    # -- replies -----------------------------------------------------------------------
+    def _error(self, sender, job_id: str, exc: BridgeError) -> None:
+        self._send(sender, "/bridge/error", [job_id, exc.code, exc.message])
+
+    def _send(self, sender, address: str, args: list) -> None:
+        with self._lock:
+            port = self._reply_ports.get(sender[0], sender[1])
+        dgram = build_msg(address, args).dgram
+        try:
+            self.udp.socket.sendto(dgram, (sender[0], port))
+        except OSError as exc:  # the peer went away; the job goes on
+            log.info("OSC reply to %s:%s failed: %s", sender[0], port, exc)
+
+    def _allowed(self, sender) -> bool:
+        if is_loopback(sender[0]) or sender[0] in self.allow:
+            return True
+        log.warning("OSC message from %s dropped: not loopback and not in --osc-allow", sender[0])
+        return False
+
+
+def _expect(args: tuple, types: str, address: str) -> list:
+    """Check OSC arguments against a type string (s string, f number)."""
+    if len(args) != len(types):
+        raise InvalidArgument(f"{address} takes ,{types} ({len(types)} arguments); got {len(args)}")
+    out = []
+    for index, (value, kind) in enumerate(zip(args, types)):
+        if kind == "f" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(float(value))
+        elif kind == "s" and isinstance(value, str):
+            out.append(value)
+        else:
+            raise InvalidArgument(f"{address} argument {index + 1} must be "
+                                  f"{'a number' if kind == 'f' else 'a string'}; got {value!r}")
+    return out

@@ -1,0 +1,67 @@
+"""Plain-data helpers for bridge.v1 messages, shared by server and client.
+
+Imports nothing from the core, so the client (and every host) stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from ..v1 import bridge_pb2 as pb
+
+
+def to_struct(data: dict | None) -> struct_pb2.Struct:
+    """A JSON-like dict as a Struct; non-finite floats become null."""
+    struct = struct_pb2.Struct()
+    if data:
+        struct.update(_finite(data))
+    return struct
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict:
+    return json_format.MessageToDict(struct)
+
+
+def job_to_dict(job: pb.Job) -> dict:
+    """The client's plain form of a job (the CLI's --json shape builds on it)."""
+    return {
+        "job_id": job.id,
+        "engine": job.engine,
+        "model": job.model,
+        "state": state_name(job.state),
+        "progress": job.progress,
+        "stage": job.stage,
+        "outputs": [{"path": o.path, "kind": o.kind, "size": o.size, "sha256": o.sha256}
+                    for o in job.outputs],
+        "report": from_struct(job.report),
+        "params": from_struct(job.params),
+        "error": {"code": job.error.code, "message": job.error.message} if job.HasField("error") else None,
+        "cached": job.cached,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "client": job.client,
+    }
+
+
+def message_to_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def state_name(value: int) -> str:
+    """bridge.v1 JobState number -> the lower-case name the CLI prints."""
+    return pb.JobState.Name(value).lower()
