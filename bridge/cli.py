@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, ENV_TOKEN, Config, \
     socket_default, state_dir_default
-from .core.errors import BridgeError, InvalidArgument
+from . import __version__
+from .core.errors import BridgeError
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--token", default=None, help=f"token for a remote daemon (default: ${ENV_TOKEN})")
 
     parser = argparse.ArgumentParser(prog="studio-bridge", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"studio-bridge {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     def command(name, handler, help_text):
@@ -181,6 +183,8 @@ def human(result: dict) -> str:
     """A short readable form of a command's result."""
     if "job_id" in result:
         lines = [f"job {result['job_id']}: {result['state']}"]
+        if result.get("input"):
+            lines.append(f"  input: {result['input']}")
         lines += [f"  {o['kind']}: {o['path']}" for o in result.get("outputs", [])]
         if result.get("error"):
             lines.append(f"  error ({result['error']['code']}): {result['error']['message']}")
@@ -193,6 +197,11 @@ def human(result: dict) -> str:
                              f"LRA {r.get('loudness_range_lu', float('nan')):5.2f} LU  "
                              f"peak {r.get('sample_peak_dbfs', float('nan')):6.2f} dBFS")
         return "\n".join(lines)
+    if "checks" in result:
+        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        return "\n".join(f"{marks[c['status']]}  {c['name']:14} {c['detail']}"
+                         + (f"\n      -> {c['fix']}" if c["fix"] and c["status"] != "ok" else "")
+                         for c in result["checks"])
     return json.dumps(result, indent=2)
 
 

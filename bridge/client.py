@@ -39,9 +39,13 @@ class Client:
         addr: ``unix:///path/to.sock`` or ``host:port``; default: environment.
         token: sent as ``authorization: Bearer <token>`` when set.
         timeout: seconds for unary calls (streams have none).
+        local: whether the daemon reads this machine's files; None = infer
+            from the address (unix socket or loopback).
     """
 
-    def __init__(self, addr: str | None = None, token: str | None = None, timeout: float = 30.0):
+    def __init__(self, addr: str | None = None, token: str | None = None, timeout: float = 30.0,
+                 local: bool | None = None):
+        self._local = local
         self.addr = addr or os.environ.get(ENV_ADDR) or default_addr()
         token = token if token is not None else os.environ.get(ENV_TOKEN, "")
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -67,6 +71,8 @@ class Client:
     @property
     def is_local(self) -> bool:
         """True when the daemon shares this machine's files (paths cross as paths)."""
+        if self._local is not None:
+            return self._local
         if self.addr.startswith("unix:"):
             return True
         host = self.addr.rpartition(":")[0].strip("[]")
@@ -76,13 +82,17 @@ class Client:
     def submit(self, engine: str, inputs: dict[str, str], params: dict | None = None,
                out_dir: str = "", model: str = "", keep_alive: float | None = None,
                no_cache: bool = False, client: str = "") -> dict:
-        """Submit a job with local paths (or ``blob:<sha256>`` ids); returns the job."""
+        """Submit a job; returns it at once (queued, or done if cached).
+
+        ``inputs`` maps input names to paths, or to ``("blob:<sha256>",
+        filename)`` for uploaded media.
+        """
         request = pb.SubmitRequest(engine=engine, model=model, out_dir=_abs(out_dir),
                                    no_cache=no_cache, client=client)
         for name, ref in inputs.items():
-            if str(ref).startswith("blob:"):
-                request.inputs[name].blob = str(ref)[5:]
-                request.inputs[name].filename = Path(str(ref)).name
+            if isinstance(ref, tuple):
+                request.inputs[name].blob = ref[0].removeprefix("blob:")
+                request.inputs[name].filename = ref[1]
             else:
                 request.inputs[name].path = _abs(ref)
         request.params.CopyFrom(to_struct(params or {}))
@@ -131,9 +141,7 @@ class Client:
         return job if job["state"] in TERMINAL else self.wait(job["job_id"], on_event)
 
     def _run_remote(self, engine, inputs, params, out_dir, on_event, **options) -> dict:
-        refs = {name: "blob:" + self.upload(path) + "/" + Path(path).name
-                for name, path in inputs.items()}
-        refs = {name: ref.split("/")[0] for name, ref in refs.items()}
+        refs = {name: ("blob:" + self.upload(path), Path(path).name) for name, path in inputs.items()}
         job = self.submit(engine, refs, params, "", **options)
         job = job if job["state"] in TERMINAL else self.wait(job["job_id"], on_event)
         folder = Path(out_dir or ".")

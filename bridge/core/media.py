@@ -116,8 +116,13 @@ def _decode_soundfile(path: Path) -> Audio:
             subtype = handle.subtype
             rate = handle.samplerate
     except (RuntimeError, soundfile.LibsndfileError) as exc:
+        # str(exc) repeats the path; and when no decoder recognises the bytes,
+        # libsndfile says "File does not exist", which is false here.
+        reason = getattr(exc, "error_string", "") or str(exc)
+        if "does not exist" in reason:
+            reason = "format not recognised."
         raise MediaError(
-            f"cannot decode '{path}': {exc}; the file is corrupt, truncated or not "
+            f"cannot decode '{path}': {reason.rstrip('.')}; the file is corrupt, truncated or not "
             f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
         ) from None
     return Audio(samples, int(rate), subtype=subtype)
@@ -206,9 +211,16 @@ def _publish(folder: Path, name: str, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         return _link_free(tmp, folder, name)
     finally:
         _remove_quietly(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _link_free(tmp: str, folder: Path, name: str) -> Path:

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
 
 from ..v1 import bridge_pb2 as pb
 
@@ -58,8 +59,32 @@ def job_to_dict(job: pb.Job) -> dict:
 
 
 def message_to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+    """A message as plain JSON data, with 64-bit integers as numbers.
+
+    (The protobuf JSON mapping turns int64/uint64 into strings; the CLI's
+    JSON should carry byte counts as numbers.)
+    """
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
+    return _int64_as_numbers(message.DESCRIPTOR, data)
+
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def _int64_as_numbers(descriptor, data: dict) -> dict:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if field.type in _INT64:
+            data[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif field.message_type is not None and field.message_type.full_name.startswith("bridge."):
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                _int64_as_numbers(field.message_type, item)
+    return data
 
 
 def state_name(value: int) -> str:

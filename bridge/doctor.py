@@ -1,0 +1,119 @@
+"""`studio-bridge doctor`: check what the daemon and its engines need.
+
+Each check answers ok, warn or fail with a detail and, when not ok, what to
+do. Only a fail makes the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, default_addr, state_dir_default
+
+
+def run_checks(addr: str | None = None, token: str | None = None) -> dict:
+    checks = [_python(), _ffmpeg(), _device(), *_engines(), _models(), _state_dir(),
+              _daemon(addr, token), *_ports()]
+    failed = [c for c in checks if c["status"] == "fail"]
+    result = {"ok": not failed, "checks": checks}
+    if failed:
+        result["error"] = {"code": "unavailable",
+                           "message": "; ".join(f"{c['name']}: {c['detail']} ({c['fix']})" for c in failed)}
+    return result
+
+
+def _check(name: str, status: str, detail: str, fix: str = "") -> dict:
+    return {"name": name, "status": status, "detail": detail, "fix": fix}
+
+
+def _python() -> dict:
+    ok = sys.version_info >= (3, 11)
+    return _check("python", "ok" if ok else "fail", sys.version.split()[0],
+                  "" if ok else "Python 3.11 or newer is needed")
+
+
+def _ffmpeg() -> dict:
+    path = shutil.which("ffmpeg")
+    if not path:
+        return _check("ffmpeg", "warn", "not on PATH (needed by video engines and for M4A checks)",
+                      "install it: apt-get install ffmpeg (installers/setup.sh does)")
+    first = subprocess.run([path, "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return _check("ffmpeg", "ok", first)
+
+
+def _device() -> dict:
+    from .core import device
+
+    memory = device.probe()
+    detail = f"{memory.device}, {memory.total_bytes / 2**30:.1f} GiB total, " \
+             f"{memory.available_bytes / 2**30:.1f} GiB available"
+    if memory.device == "cpu":
+        return _check("device", "ok", detail + " (no CUDA GPU: model engines run on the CPU)")
+    return _check("device", "ok", detail)
+
+
+def _engines() -> list[dict]:
+    from .engines import Registry
+
+    out = []
+    for name, engine, error in Registry().describe():
+        if engine is None:
+            out.append(_check(f"engine {name}", "warn", error, "install its extra (see README)"))
+        else:
+            out.append(_check(f"engine {name}", "ok", f"{engine.kind.value}, version {engine.version}"))
+    return out
+
+
+def _models() -> dict:
+    from .engines import Registry
+
+    models = [m.name for _, e, _ in Registry().describe() if e for m in e.models()]
+    if not models:
+        return _check("weights", "ok", "no model engine installed yet; DSP engines need no weights")
+    return _check("weights", "ok", f"installed: {', '.join(models)}")
+
+
+def _state_dir() -> dict:
+    path = state_dir_default()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".doctor"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return _check("state dir", "fail", f"{path}: {exc}", "make it writable or pass --state-dir")
+    return _check("state dir", "ok", str(path))
+
+
+def _daemon(addr: str | None, token: str | None) -> dict:
+    from .client import Client
+    from .core.errors import BridgeError
+
+    target = addr or os.environ.get(ENV_ADDR) or default_addr()
+    try:
+        with Client(target, token) as client:
+            return _check("daemon", "ok", f"{target}: {client.health(timeout=2.0)}")
+    except BridgeError:
+        return _check("daemon", "warn", f"nothing answers at {target}",
+                      "start it with `studio-bridge serve` (or a service unit from installers/)")
+
+
+def _ports() -> list[dict]:
+    out = []
+    for label, port, kind in (("grpc port", DEFAULT_GRPC_PORT, socket.SOCK_STREAM),
+                              ("osc port", DEFAULT_OSC_PORT, socket.SOCK_DGRAM)):
+        probe = socket.socket(socket.AF_INET, kind)
+        try:
+            probe.bind(("127.0.0.1", port))
+            out.append(_check(label, "ok", f"127.0.0.1:{port} is free"))
+        except OSError:
+            out.append(_check(label, "warn", f"127.0.0.1:{port} is in use (a running daemon, or "
+                                             f"another program)", "if it is not the daemon, pass "
+                                             "--grpc/--osc HOST:PORT to serve"))
+        finally:
+            probe.close()
+    return out

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Studio Bridge set-up on a fresh Debian 12 (or Ubuntu) machine, in one command.
+#
+#   installers/setup.sh          system packages, .venv, studio-bridge + demo extra
+#   installers/setup.sh --dev    ... plus the test tools (pytest, grpcurl, music21)
+#
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DEV=0
+APT=1
+for arg in "$@"; do
+    case "$arg" in
+        --dev) DEV=1 ;;
+        --no-apt) APT=0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown option '$arg' (use --dev, --no-apt)" >&2; exit 2 ;;
+    esac
+done
+
+# What each system package is for:
+#   ffmpeg            decoding MP3/M4A, reference loudness meter in tests, video engines
+#   libsndfile1       WAV/FLAC/AIFF/OGG/MP3 reading and writing (soundfile)
+#   liblo-tools       oscsend/oscdump: real OSC peers (tests, and handy for users)
+#   fluidsynth, fluid-soundfont-gm   rendering real music for tests and benchmarks
+APT_PACKAGES=(ffmpeg libsndfile1 liblo-tools)
+if [ "$DEV" = 1 ]; then
+    APT_PACKAGES+=(fluidsynth fluid-soundfont-gm)
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "$APT" = 1 ] && [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    echo "setup.sh: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup.sh: Python 3.11 or newer is needed (found $("$PYTHON" --version)); set PYTHON=" >&2
+    exit 1
+}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip
+
+# torch is pinned: 2.13.0 is the CPU build that lies on this kind of machine's
+# disk; an unpinned torch (asked for by any model extra) would download a
+# multi-GB CUDA build. Installing it first makes later extras reuse it.
+"${PIP[@]}" install torch==2.13.0
+
+EXTRAS="demo"
+[ "$DEV" = 1 ] && EXTRAS="demo,dev"
+"${PIP[@]}" install -e ".[${EXTRAS}]"
+
+echo "setup.sh: ready: $(.venv/bin/studio-bridge --version 2>/dev/null || echo studio-bridge) in .venv" >&2

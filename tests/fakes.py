@@ -1,0 +1,82 @@
+"""Small engines for driving the core without real DSP or models.
+
+They are real ``Engine`` subclasses going through the same validation, run
+protocol and file handling as production engines; only their arithmetic is
+trivial, so the core's behaviour is what the tests observe.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from bridge.core.engine import Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param, RunResult
+
+
+class GainEngine(Engine):
+    """DSP: multiplies by ``gain``; can block on an event or fail on demand."""
+
+    name = "gain"
+    kind = EngineKind.DSP
+    params = (Param("gain", "float", 0.5, minimum=0, maximum=4),
+              Param("steps", "int", 1, minimum=1, maximum=1000),
+              Param("fail", "bool", False))
+    inputs = (InputSpec("audio"),)
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.runs = 0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self._lock = threading.Lock()
+
+    def _run(self, handle, inputs, params, ctx):
+        with self._lock:
+            self.runs += 1
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            self.started.set()
+            for step in range(params["steps"]):
+                self.gate.wait(10)
+                ctx.check()
+                ctx.progress((step + 1) / params["steps"], f"step {step + 1}")
+            if params["fail"]:
+                raise ValueError("asked to fail")
+            audio = inputs["audio"]
+            out = Audio(audio.samples * params["gain"], audio.sample_rate)
+            return RunResult([Output("scaled", out)], {"gain": params["gain"]})
+        finally:
+            with self._lock:
+                self.concurrent -= 1
+
+
+class ModelGainEngine(GainEngine):
+    """A 'model' engine: the handle is the gain; loads are counted."""
+
+    name = "modelgain"
+    kind = EngineKind.MODEL
+
+    def __init__(self):
+        super().__init__()
+        self.loads = []
+        self.unloads = []
+
+    def models(self):
+        return [ModelSpec("double", "v1", size_bytes=1000, licence="test"),
+                ModelSpec("triple", "v1", size_bytes=1000, licence="test")]
+
+    def _load(self, model, device):
+        self.loads.append(model)
+        return {"double": 2.0, "triple": 3.0}[model]
+
+    def _unload(self, handle):
+        self.unloads.append(handle)
+
+    def _run(self, handle, inputs, params, ctx):
+        result = super()._run(handle, inputs, {**params, "gain": handle}, ctx)
+        result.report["model_gain"] = handle
+        return result
