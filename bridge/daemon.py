@@ -37,6 +37,9 @@ class Daemon:
         from .transport.osc_server import OscServer
 
         self.config.check()
+        # Weights are never fetched while a job runs: a library that would look
+        # one up on a hub must fail at once instead of hanging.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         started = time.monotonic()
         self.service = Service(self.config, self._registry, self._residency)
         try:
@@ -92,6 +95,7 @@ class Daemon:
         wake = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: wake.set())
-        wake.wait()
+        while not wake.wait(1.0):
+            pass
         log.info("stopping (grace %.1f s)", grace)
         self.stop(grace)
