@@ -15,6 +15,7 @@ errors back into the project's errors with their codes.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Callable, Iterator
 import grpc
 
 from .core.config import ENV_ADDR, ENV_TOKEN, default_addr, is_loopback
-from .core.errors import BridgeError, Unavailable, from_code
+from .core.errors import BridgeError, InvalidArgument, Unavailable, from_code
 from .transport.wire import job_to_dict, message_to_dict, to_struct
 from .v1 import bridge_pb2 as pb
 from .v1 import bridge_pb2_grpc as pb_grpc
@@ -95,6 +96,7 @@ class Client:
                 request.inputs[name].filename = ref[1]
             else:
                 request.inputs[name].path = _abs(ref)
+        _check_finite(params or {})
         request.params.CopyFrom(to_struct(params or {}))
         if keep_alive is not None:
             request.keep_alive = keep_alive
@@ -257,6 +259,13 @@ class Client:
                 f"no Studio Bridge daemon answers at {self.addr} ({exc.details()}); start one "
                 f"with `studio-bridge serve`, or point {ENV_ADDR} / --addr at it")
         return from_code(exc.code().name.lower(), exc.details() or str(exc.code()))
+
+
+def _check_finite(params: dict) -> None:
+    """NaN and infinity have no JSON form; refuse them here, not silently drop them."""
+    for name, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgument(f"parameter '{name}' is {value}; give a finite number")
 
 
 def _abs(path: str | os.PathLike) -> str:

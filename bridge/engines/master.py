@@ -1,14 +1,14 @@
 """The ``master`` engine: EQ and glue, loudness to a target, true-peak ceiling.
 
 Stages: analysing -> eq -> matching reference (optional) -> loudness ->
-limiting (2-5 passes) -> verifying. Loudness and peaks are judged by
+limiting (1-6 passes) -> verifying (re-level with a lower limit if
+libebur128 still reads a peak over the ceiling). Loudness and peaks are judged by
 libebur128 (``bridge.dsp.loudness``); the ceiling is held by the
 oversampled look-ahead limiter in ``bridge.dsp.limiter``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -110,6 +110,7 @@ class MasterEngine(Engine):
         return resolve(values)
 
     def _run(self, handle, inputs, params, ctx: RunContext) -> RunResult:
+        ctx = _Monotonic(ctx)
         plan = params if "target_lufs" in params else resolve(params)
         audio = inputs["audio"]
         rate = int(audio.sample_rate)
@@ -138,10 +139,8 @@ class MasterEngine(Engine):
             report["reference"]["match"] = curve.summary()
             ctx.check()
 
-        leveled = _level(work, rate, target, ceiling, ctx)
-        ctx.progress(0.9, "verifying")
         dtype = audio.samples.dtype if audio.samples.dtype == np.float32 else np.float64
-        out, after, fixes = _verify(leveled.samples.astype(dtype), rate, ceiling)
+        leveled, out, after, fixes = _level_and_verify(work, rate, target, ceiling, dtype, ctx)
         warnings = leveled.warnings + _final_warnings(after, target, ceiling)
         report.update(
             target_lufs=round(target, 3),
@@ -152,7 +151,7 @@ class MasterEngine(Engine):
                 "passes": leveled.passes,
                 "max_reduction_db": round(leveled.stats.max_reduction_db, 2),
                 "limited_fraction": round(leveled.stats.limited_fraction, 4),
-                "peak_corrections": fixes,
+                "reruns": fixes,
                 "oversampling": limiter.oversampling_factor(rate),
             },
         )
@@ -182,6 +181,20 @@ class MasterEngine(Engine):
             samples = resample_poly(samples, ratio.numerator, ratio.denominator, axis=0)
             report["reference"]["resampled_to"] = rate
         return samples
+
+
+class _Monotonic(RunContext):
+    """Progress that never moves backwards (a re-level pass repeats stages)."""
+
+    def __init__(self, inner: RunContext):
+        self._inner, self._last = inner, 0.0
+
+    def progress(self, fraction: float, stage: str = "") -> None:
+        self._last = max(self._last, float(fraction))
+        self._inner.progress(self._last, stage)
+
+    def check(self) -> None:
+        self._inner.check()
 
 
 def _eq_and_glue(samples: np.ndarray, rate: int, lufs: float, glue: float) -> np.ndarray:
@@ -217,7 +230,43 @@ def _fit_length(samples: np.ndarray, frames: int) -> np.ndarray:
     return np.concatenate([samples, pad])
 
 
-def _level(samples: np.ndarray, rate: int, target: float, ceiling: float, ctx: RunContext) -> _Leveled:
+def _level_and_verify(samples, rate, target, ceiling, dtype, ctx):
+    """Level and limit, then verify with libebur128; re-level if a peak is over.
+
+    The limiter's detector and libebur128's interpolator differ (libebur128
+    oversamples only 2x from 96 kHz): if libebur128 reads over the ceiling,
+    the limiter's own ceiling is lowered by the overshoot and the loudness
+    iteration runs again, so the loudness target still holds.
+
+    Returns:
+        (_Leveled, output samples in ``dtype``, final Measurement, re-runs).
+    """
+    ctx.progress(0.3, "loudness")
+    envelope = limiter.peak_envelope(samples, rate)
+    start = loudness.integrated_loudness(samples, rate)
+    allowed = ceiling - VERIFY_MARGIN_DB
+    limit_db = ceiling - LIMIT_MARGIN_DB
+    for reruns in range(3):
+        leveled = _level(samples, envelope, start, rate, target, limit_db, ctx)
+        ctx.progress(0.9, "verifying")
+        out = leveled.samples.astype(dtype)
+        after = loudness.measure(out, rate)
+        if after.true_peak_dbtp <= allowed:
+            return leveled, out, after, reruns
+        limit_db -= after.true_peak_dbtp - allowed + 0.02
+    out, after, _ = _verify(out, rate, ceiling)
+    return leveled, out, after, reruns + 1
+
+
+def _level(
+    samples: np.ndarray,
+    envelope: np.ndarray,
+    start: float,
+    rate: int,
+    target: float,
+    limit_db: float,
+    ctx: RunContext,
+) -> _Leveled:
     """Gain to ``target`` and limit to ``ceiling``, iterating until loudness lands.
 
     Limiting removes loudness, so each pass measures the limited result and
@@ -225,10 +274,6 @@ def _level(samples: np.ndarray, rate: int, target: float, ceiling: float, ctx: R
     below 1 as limiting deepens). Passes aim AIM_OVER_LU above the target and
     a final scalar trim lands exactly on it: a cut never raises a peak.
     """
-    ctx.progress(0.3, "loudness")
-    envelope = limiter.peak_envelope(samples, rate)
-    start = loudness.integrated_loudness(samples, rate)
-    limit_db = ceiling - LIMIT_MARGIN_DB
     aim = target + AIM_OVER_LU
     gain, history = aim - start, []
     for passes in range(1, MAX_PASSES + 1):
@@ -250,7 +295,7 @@ def _level(samples: np.ndarray, rate: int, target: float, ceiling: float, ctx: R
         warnings.append(
             f"loudness stopped {target - lufs - trim:.2f} LU short of {target:g} LUFS "
             f"after {passes} limiter passes; the material cannot get louder under a "
-            f"{ceiling:g} dBTP ceiling without more limiting"
+            f"{limit_db:.2f} dBTP limit without more limiting"
         )
     stats = limiter.LimiterStats(
         max_reduction_db=float(reduction.max()),
@@ -277,28 +322,22 @@ def _next_gain(history: list, aim: float) -> float:
     return gain + max(min(step, 24.0), -24.0)
 
 
-def _verify(samples: np.ndarray, rate: int, ceiling: float) -> tuple[np.ndarray, loudness.Measurement, int]:
-    """Measure the result with libebur128 and pull it under the ceiling if needed.
+def _verify(samples: np.ndarray, rate: int, ceiling: float) -> tuple[np.ndarray, loudness.Measurement, bool]:
+    """Last resort: measure with libebur128 and cut the whole clip if over.
 
-    ``samples`` must already have the output's dtype, so what is verified is
-    exactly what is delivered.
+    A scalar gain scales libebur128's true-peak reading exactly, so one cut
+    always lands under the ceiling (at the price of a little loudness).
+    ``samples`` must already have the output's dtype.
 
     Returns:
-        (samples, final measurement, number of corrections applied).
+        (samples, final measurement, whether a cut was applied).
     """
     after = loudness.measure(samples, rate)
-    fixes = 0
     allowed = ceiling - VERIFY_MARGIN_DB
-    while after.true_peak_dbtp > allowed and fixes < 3:
-        fixes += 1
-        if fixes < 3:  # re-limit only the offending peaks, tighter each time
-            envelope = limiter.peak_envelope(samples, rate)
-            reduction = limiter.gain_curve(envelope, rate, ceiling - LIMIT_MARGIN_DB * (fixes + 1))
-            samples = limiter.apply_gain(samples, -reduction)
-        else:  # last resort: a scalar cut scales libebur128's reading exactly
-            samples = limiter.apply_gain(samples, allowed - 0.01 - after.true_peak_dbtp)
-        after = loudness.measure(samples, rate)
-    return samples, after, fixes
+    if after.true_peak_dbtp <= allowed:
+        return samples, after, False
+    samples = limiter.apply_gain(samples, allowed - 0.005 - after.true_peak_dbtp)
+    return samples, loudness.measure(samples, rate), True
 
 
 def _final_warnings(after: loudness.Measurement, target: float, ceiling: float) -> list:
