@@ -170,11 +170,18 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".sb-probe-", delete=True)
         probe.close()
     except OSError as exc:
-        raise PermissionDenied(
-            f"cannot write to output folder '{folder}': {exc.strerror or exc}; "
-            f"choose a folder you can write to (--out DIR)"
-        ) from None
+        raise _unwritable(folder, exc) from None
     return folder
+
+
+def _unwritable(folder: Path, exc: OSError) -> PermissionDenied:
+    # "File exists" / "Not a directory" alone do not say which path is the file.
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    reason = f"'{blocker}' is a file, not a folder" if blocker else (exc.strerror or str(exc))
+    return PermissionDenied(
+        f"cannot write to output folder '{folder}': {reason}; "
+        f"choose a folder you can write to (--out DIR)"
+    )
 
 
 def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24") -> Path:
@@ -207,12 +214,19 @@ def copy_file_atomic(src: Path, folder: Path, name: str) -> Path:
 
 
 def _publish(folder: Path, name: str, write) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    # The folder was checked at submit, but it can vanish, fill up or become a
+    # file before the result is written: that is the user's folder, not a bug.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         return _link_free(tmp, folder, name)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
     finally:
         _remove_quietly(tmp)
 
@@ -246,7 +260,7 @@ def _link_free(tmp: str, folder: Path, name: str) -> Path:
 def _remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:  # already gone, or its folder is; must not mask the real error
         pass
 
 

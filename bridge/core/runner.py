@@ -14,6 +14,7 @@ from typing import Callable
 
 from .cache import ResultCache
 from .engine import Audio, Engine, EngineKind, Output, RunContext
+from .errors import MediaError
 from .jobs import JobRecord
 from .media import OUTPUT_FORMATS, read_audio, write_audio_atomic, write_bytes_atomic, output_name, sha256_file
 from .residency import Residency
@@ -33,7 +34,10 @@ class JobRunner:
         ctx.progress(0.0, "reading input")
         audios = self._read_inputs(record)
         ctx.check()
-        result = self._run_engine(engine, record, audios, ctx)
+        try:
+            result = self._run_engine(engine, record, audios, ctx)
+        except MediaError as exc:
+            raise _naming_file(exc, record) from None
         ctx.check()  # a cancel during the last chunk still writes nothing
         ctx.progress(1.0, "writing output")
         clip = audios[engine.inputs[0].name].name
@@ -77,3 +81,12 @@ def _format_for(requested: str, audios: dict[str, Audio]) -> str:
         return requested
     first = next(iter(audios.values()))
     return "float" if first.subtype in ("FLOAT", "DOUBLE") else "wav24"
+
+
+def _naming_file(exc: MediaError, record: JobRecord) -> MediaError:
+    """Engines name an input by its role ("audio has ..."); add which file it is."""
+    for name, ref in record.inputs.items():
+        label = ref.get("filename") or ref.get("path")
+        if label and exc.message.startswith(name + " "):
+            return MediaError(f"{name} '{label}'{exc.message[len(name):]}")
+    return exc

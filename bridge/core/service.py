@@ -210,6 +210,9 @@ class Service:
         if not ref.get("path"):
             raise InvalidArgument("an input names neither a path nor a blob; give one")
         path = self.roots.check(ref["path"], "read")
+        if path.is_dir():
+            raise InvalidArgument(f"input '{ref['path']}' is a folder, not a file; give one audio "
+                                  f"file (WAV, FLAC, AIFF, OGG, MP3, M4A) from inside it")
         if not path.is_file():
             raise NotFound(f"input file '{ref['path']}' does not exist; check the path")
         return path
