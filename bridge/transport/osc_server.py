@@ -63,7 +63,7 @@ class OscServer:
         try:
             self.udp = ThreadingOSCUDPServer((host, port), dispatcher)
             self.port = self.udp.server_address[1]
-            self.tcp = ThreadingOSCTCPServer((host, self.port), dispatcher, mode=MODE_1_0)
+            self.tcp = _TcpServer((host, self.port), dispatcher, mode=MODE_1_0)
         except OSError as exc:
             raise PermissionDenied(f"cannot listen for OSC on {addr}: {exc.strerror}; pick another "
                                    f"with --osc HOST:PORT") from None
@@ -175,6 +175,43 @@ class OscServer:
             return True
         log.warning("OSC message from %s dropped: not loopback and not in --osc-allow", sender[0])
         return False
+
+
+class _TcpServer(ThreadingOSCTCPServer):
+    """OSC 1.0 over TCP whose stop does not wait for peers to hang up.
+
+    socketserver joins every connection's thread on close, and a controller
+    that keeps its connection open would block a graceful stop forever; so
+    threads are daemons and ``server_close`` shuts the open connections.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args, **kwargs):
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self):
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)  # wakes the handler's recv
+            except OSError:
+                pass
 
 
 def _expect(args: tuple, types: str, address: str) -> list:
