@@ -25,7 +25,24 @@ EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors honour --json (one JSON object, exit 2)."""
+
+    def error(self, message: str):
+        argv = sys.argv[1:] if _ARGV is None else _ARGV
+        if "--json" in argv:
+            print(json.dumps({"error": {"code": "invalid_argument",
+                                        "message": f"{message}; see `{self.prog} --help`"}}, indent=2))
+            sys.exit(2)
+        super().error(message)
+
+
+_ARGV: list[str] | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _ARGV
+    _ARGV = argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -44,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- parser ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print exactly one JSON object")
     common.add_argument("--addr", default=None,
                         help=f"daemon address: unix:///path or host:port (default: ${ENV_ADDR} "
                              f"or the user's socket)")
     common.add_argument("--token", default=None, help=f"token for a remote daemon (default: ${ENV_TOKEN})")
 
-    parser = argparse.ArgumentParser(prog="studio-bridge", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="studio-bridge", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"studio-bridge {__version__}")
-    sub = parser.add_subparsers(metavar="COMMAND")
+    sub = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
 
     def command(name, handler, help_text):
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)

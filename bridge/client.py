@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import grpc
 
 from .core.config import ENV_ADDR, ENV_TOKEN, default_addr, is_loopback
-from .core.errors import BridgeError, InvalidArgument, Unavailable, from_code
+from .core.errors import BridgeError, Internal, InvalidArgument, Unavailable, from_code
 from .transport.wire import job_to_dict, message_to_dict, to_struct
 from .v1 import bridge_pb2 as pb
 from .v1 import bridge_pb2_grpc as pb_grpc
@@ -181,7 +181,10 @@ class Client:
                                          filename=Path(path).name if first else "")
                     first = False
 
-        return self._call(self._stub.Upload, chunks()).blob
+        blob = self._call(self._stub.Upload, chunks()).blob
+        if blob != sha:
+            raise Internal(f"upload of '{path}' stored as {blob}, expected {sha}; upload again")
+        return blob
 
     def download(self, source: str, dest: str | os.PathLike) -> Path:
         """Download a daemon-side path (or ``blob:<id>``) to ``dest`` atomically."""

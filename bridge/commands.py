@@ -6,11 +6,12 @@ import logging
 import sys
 import time
 
-from .client import Client
 from .core.errors import InvalidArgument
 
 
-def _client(args) -> Client:
+def _client(args):
+    from .client import Client  # grpc loads only for commands that talk to a daemon
+
     return Client(args.addr, args.token)
 
 

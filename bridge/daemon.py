@@ -34,7 +34,6 @@ class Daemon:
     def start(self) -> "Daemon":
         """Bind everything and start serving; returns self."""
         from .transport.grpc_server import GrpcServers
-        from .transport.osc_server import OscServer
 
         self.config.check()
         # Weights are never fetched while a job runs: a library that would look
@@ -46,6 +45,8 @@ class Daemon:
             self.grpc = GrpcServers(self.service, self.config.grpc, self.config.socket,
                                     self.config.token)
             if self.config.osc:
+                from .transport.osc_server import OscServer
+
                 self.osc = OscServer(self.service, self.config.osc, self.config.osc_allow)
         except BaseException:
             self.service.close()
@@ -54,6 +55,7 @@ class Daemon:
         if self.osc:
             self.osc.start()
         self.service.preload()
+        self.service.warm_up()
         self._write_info()
         log.info("serving in %.3f s: %s", time.monotonic() - started, self.endpoints())
         return self
@@ -76,10 +78,17 @@ class Daemon:
         os.replace(tmp, path)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let RPCs finish for ``grace`` s, then shut down."""
+        """Stop jobs first, then the transports, then unload models.
+
+        Jobs end (``interrupted``) before the servers close, so a client
+        watching one hears how it ended instead of a dropped stream; RPCs in
+        flight then get up to ``grace`` seconds.
+        """
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.service:
+            self.service.stop_jobs(timeout=grace)
         if self.osc:
             self.osc.stop()
         if self.grpc:

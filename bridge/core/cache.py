@@ -48,6 +48,8 @@ class ResultCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        for leftover in self.root.glob(".put-*"):  # a daemon killed mid-put
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def get(self, key: str) -> dict | None:
         """Return the entry's meta ({outputs: [{kind, file, ...}], report}) or None."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import Cancelled, InvalidArgument
+
+if TYPE_CHECKING:  # numpy is imported by the engines that need it, when they run
+    import numpy as np
 
 
 class EngineKind(str, enum.Enum):

@@ -17,8 +17,6 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from .engine import Audio
 from .errors import InvalidArgument, MediaError, NotFound, PermissionDenied
 
@@ -88,6 +86,8 @@ def check_audio(audio: Audio, label: str) -> None:
             f"'{label}' has {audio.channels} channels; at most {MAX_CHANNELS} are "
             f"supported; split it into stems or fold it down first"
         )
+    import numpy as np
+
     finite = np.isfinite(audio.samples)
     if not finite.all():
         frame = int(np.argwhere(~finite)[0][0])
@@ -130,6 +130,7 @@ def _decode_soundfile(path: Path) -> Audio:
 
 def _decode_av(path: Path) -> Audio:
     import av
+    import numpy as np
 
     try:
         with av.open(str(path)) as container:
@@ -174,6 +175,25 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def check_writable_dir(folder: str | os.PathLike) -> Path:
+    """Prove ``folder`` can be written, creating nothing that is not there.
+
+    A job checks its output folder when submitted but creates it only when it
+    writes, so a job that fails leaves no empty folder behind.
+
+    Raises:
+        PermissionDenied: it, or the nearest existing folder above it, is not
+            a writable folder.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        return ensure_writable_dir(folder)
+    existing = next(p for p in folder.parents if p.exists())
+    if not existing.is_dir():
+        raise _unwritable(folder, NotADirectoryError(f"'{existing}' is not a folder"))
+    return ensure_writable_dir(existing) and folder
+
+
 def _unwritable(folder: Path, exc: OSError) -> PermissionDenied:
     # "File exists" / "Not a directory" alone do not say which path is the file.
     blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
@@ -184,7 +204,7 @@ def _unwritable(folder: Path, exc: OSError) -> PermissionDenied:
     )
 
 
-def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24") -> Path:
+def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24", tag: str = "") -> Path:
     """Write ``audio`` into ``folder`` as ``name`` (or a numbered free name).
 
     The data goes to a temp file in the same folder first and is then linked
@@ -194,30 +214,31 @@ def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24"
     import soundfile
 
     container, subtype, _ = OUTPUT_FORMATS[fmt]
-    return _publish(folder, name, lambda tmp: soundfile.write(
+    return _publish(folder, name, tag, lambda tmp: soundfile.write(
         tmp, audio.samples, audio.sample_rate, subtype=subtype, format=container))
 
 
-def write_bytes_atomic(folder: Path, name: str, data: bytes) -> Path:
+def write_bytes_atomic(folder: Path, name: str, data: bytes, tag: str = "") -> Path:
     """Write raw bytes into ``folder`` like ``write_audio_atomic``."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:
             handle.write(data)
-    return _publish(folder, name, write)
+    return _publish(folder, name, tag, write)
 
 
-def copy_file_atomic(src: Path, folder: Path, name: str) -> Path:
+def copy_file_atomic(src: Path, folder: Path, name: str, tag: str = "") -> Path:
     """Copy ``src`` into ``folder`` like ``write_audio_atomic``."""
     import shutil
 
-    return _publish(folder, name, lambda tmp: shutil.copyfile(src, tmp))
+    return _publish(folder, name, tag, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def _publish(folder: Path, name: str, write) -> Path:
+def _publish(folder: Path, name: str, tag: str, write) -> Path:
     # The folder was checked at submit, but it can vanish, fill up or become a
     # file before the result is written: that is the user's folder, not a bug.
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+        folder.mkdir(parents=True, exist_ok=True)  # created only now: failed jobs leave none
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(name, tag), suffix=".part")
     except OSError as exc:
         raise _unwritable(folder, exc) from None
     os.close(fd)
@@ -229,6 +250,24 @@ def _publish(folder: Path, name: str, write) -> Path:
         raise _unwritable(folder, exc) from None
     finally:
         _remove_quietly(tmp)
+
+
+def _temp_prefix(name: str, tag: str) -> str:
+    # The tag (a job id) lets a restarted daemon find what a killed one left.
+    return f".{name}.sb-{tag}." if tag else f".{name}."
+
+
+def remove_partials(folder: str | os.PathLike, tag: str) -> list[Path]:
+    """Delete temp files a killed job left in ``folder``; returns them."""
+    removed = []
+    try:
+        candidates = list(Path(folder).glob(f".*.sb-{tag}.*.part"))
+    except OSError:
+        return removed
+    for path in candidates:
+        _remove_quietly(str(path))
+        removed.append(path)
+    return removed
 
 
 def _umask() -> int:

@@ -17,7 +17,7 @@ import time
 from typing import Callable
 
 from .engine import EngineKind
-from .errors import BridgeError, Busy, Cancelled, Internal, NotFound
+from .errors import BridgeError, Busy, Cancelled, Internal, Interrupted, NotFound, Unavailable
 from .jobs import JobBoard, JobRecord, JobState, JobStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Scheduler:
         self._waiting = 0
         self._running: dict[str, threading.Event] = {}
         self._cancel_requested: set[str] = set()
+        self._stopping = False
         self._threads = [self._spawn(EngineKind.MODEL, "model-0")]
         self._threads += [self._spawn(EngineKind.DSP, f"dsp-{i}") for i in range(dsp_workers)]
 
@@ -61,6 +62,8 @@ class Scheduler:
     def enqueue(self, record: JobRecord, kind: EngineKind) -> None:
         """Queue a submitted job, or raise Busy if the queue is full."""
         with self._lock:
+            if self._stopping:
+                raise Unavailable("the daemon is shutting down; submit again once it is back")
             if self._waiting >= self.capacity:
                 raise Busy(
                     f"the daemon's queue is full ({self.capacity} jobs waiting); "
@@ -92,17 +95,40 @@ class Scheduler:
             return len(self._running)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask running jobs to stop, stop the workers and wait for them."""
+        """Shut down: no job starts any more, running jobs are told to stop.
+
+        Queued jobs and jobs that stop mid-run end ``interrupted`` (the
+        daemon stopped; the client did not cancel), with no output written.
+        Waits up to ``timeout`` seconds for the workers.
+        """
         with self._lock:
+            self._stopping = True
             for event in self._running.values():
                 event.set()
         for kind, q in self._queues.items():
+            self._interrupt_waiting(q)
             for thread in self._threads:
                 if thread.name.startswith("sb-model" if kind is EngineKind.MODEL else "sb-dsp"):
                     q.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _interrupt_waiting(self, q: queue.Queue) -> None:
+        while True:
+            try:
+                record = q.get_nowait()
+            except queue.Empty:
+                return
+            if record is _STOP:
+                continue
+            with self._lock:
+                self._waiting -= 1
+                cancelled = record.id in self._cancel_requested
+                self._cancel_requested.discard(record.id)
+            if not cancelled:
+                self._finish(record, JobState.INTERRUPTED, error=Interrupted(
+                    "the daemon stopped before this job started; it wrote no output; submit it again"))
 
     # -- workers -----------------------------------------------------------
     def _work(self, kind: EngineKind) -> None:
@@ -114,12 +140,16 @@ class Scheduler:
             with self._lock:
                 self._waiting -= 1
                 skip = record.id in self._cancel_requested
+                stopping = self._stopping
                 event = threading.Event()
-                if skip:
+                if skip or stopping:
                     self._cancel_requested.discard(record.id)
                 else:
                     self._running[record.id] = event
-            if skip:
+            if stopping and not skip:
+                self._finish(record, JobState.INTERRUPTED, error=Interrupted(
+                    "the daemon stopped before this job started; it wrote no output; submit it again"))
+            if skip or stopping:
                 continue
             try:
                 self._execute(record, event)
@@ -143,7 +173,7 @@ class Scheduler:
         try:
             self._run_job(record, progress, event.is_set)
         except Cancelled as exc:
-            self._finish(record, JobState.CANCELLED, error=exc)
+            self._end_cancelled(record, exc)
         except BridgeError as exc:
             self._finish(record, JobState.FAILED, error=exc)
         except Exception as exc:  # a bug: report it, keep serving
@@ -153,10 +183,21 @@ class Scheduler:
                                         f"please report it with the daemon log"))
         else:
             if event.is_set():
-                self._finish(record, JobState.CANCELLED, error=Cancelled("job cancelled by the client"))
+                self._end_cancelled(record, Cancelled("job cancelled by the client"))
             else:
                 record.progress = 1.0
                 self._finish(record, JobState.SUCCEEDED, stage="done")
+
+    def _end_cancelled(self, record: JobRecord, exc: Cancelled) -> None:
+        with self._lock:
+            by_client = record.id in self._cancel_requested
+            stopping = self._stopping
+        if stopping and not by_client:
+            self._finish(record, JobState.INTERRUPTED, error=Interrupted(
+                "the daemon stopped while this job was running; it did not complete and wrote "
+                "no output; submit it again"))
+        else:
+            self._finish(record, JobState.CANCELLED, error=exc)
 
     # -- state ---------------------------------------------------------------
     def _transition(self, record: JobRecord, state: JobState, stage: str = "") -> None:

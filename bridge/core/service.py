@@ -23,7 +23,8 @@ from .config import Config
 from .engine import Engine, EngineKind
 from .errors import InvalidArgument, NotFound, PermissionDenied
 from .jobs import JobBoard, JobRecord, JobState, JobStore, follow
-from .media import FileHasher, MediaRoots, copy_file_atomic, ensure_writable_dir, output_name
+from .media import FileHasher, MediaRoots, check_writable_dir, copy_file_atomic, output_name, \
+    remove_partials
 from .residency import Loaded, Residency
 from .runner import JobRunner
 from .scheduler import Scheduler, require
@@ -53,6 +54,7 @@ class Service:
             budget_bytes=config.memory_budget, default_keep_alive=config.keep_alive,
             estimate=self._estimate)
         self.store = JobStore(config.state_dir / "jobs.sqlite3")
+        self._clean_after_interrupted(self.store.interrupted)
         self.board = JobBoard()
         self.cache = ResultCache(config.state_dir / "cache", config.cache_bytes)
         self.blobs = BlobStore(config.state_dir / "blobs")
@@ -88,7 +90,6 @@ class Service:
                                      hashes, values)
         if not no_cache and self._serve_cached(record, eng):
             return record
-        ensure_writable_dir(record.out_dir)
         self._track(record)
         self.store.save(record)
         self.board.publish(record)
@@ -175,14 +176,23 @@ class Service:
                 "running": self.scheduler.running(), "uptime": time.time() - self.started,
                 "media_roots": [str(r) for r in self.roots.roots]}
 
+    def warm_up(self) -> None:
+        """Import every engine in the background, so the first job does not wait."""
+        threading.Thread(target=self.registry.describe, name="sb-warm-up", daemon=True).start()
+
     def preload(self) -> None:
         for name in self.config.preload:
             self.load_model(name)
 
+    def stop_jobs(self, timeout: float = 5.0) -> None:
+        """Refuse new jobs; running and queued ones end ``interrupted``."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.scheduler.stop(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
-        """Stop workers (running jobs end as cancelled/interrupted) and unload models."""
-        self._stop.set()
-        self.scheduler.stop(timeout)
+        """Stop the jobs, unload every model, close the job store."""
+        self.stop_jobs(timeout)
         self.residency.unload_all()
         self.store.close()
 
@@ -225,29 +235,38 @@ class Service:
         if not out_dir:
             return None
         folder = self._writable.check(out_dir, "write to")
-        return ensure_writable_dir(folder)
+        return check_writable_dir(folder)
 
     def _serve_cached(self, record: JobRecord, eng: Engine) -> bool:
         meta = self.cache.get(record.cache_key)
         if meta is None:
             return False
-        folder = ensure_writable_dir(record.out_dir)
+        folder = Path(record.out_dir)
         first = record.inputs[eng.inputs[0].name]
         clip = Path(first.get("filename") or first.get("path") or "clip").stem
         outputs = []
         for item in meta["outputs"]:
             suffix = "." + item["name"].rsplit(".", 1)[-1]
             path = copy_file_atomic(self.cache.file(record.cache_key, item["file"]), folder,
-                                    output_name(clip, record.engine, item["kind"], suffix))
+                                    output_name(clip, record.engine, item["kind"], suffix), tag=record.id)
             outputs.append({**{k: item[k] for k in ("kind", "size", "sha256") if k in item},
                             "path": str(path)})
         now = time.time()
         record.outputs, record.report, record.cached = outputs, meta["report"], True
         record.state, record.progress, record.stage = JobState.SUCCEEDED, 1.0, "done (cached)"
         record.started_at = record.finished_at = now
+        self._track(record)
         self.store.save(record)
         self.board.publish(record)
         return True
+
+    def _clean_after_interrupted(self, job_ids: list[str]) -> None:
+        """Remove the temp files jobs of a killed daemon left in users' folders."""
+        for job_id in job_ids:
+            record = self.store.get(job_id)
+            if record and record.out_dir:
+                for path in remove_partials(record.out_dir, job_id):
+                    log.info("removed %s left by interrupted job %s", path, job_id)
 
     def _track(self, record: JobRecord) -> None:
         with self._live_lock:

@@ -106,9 +106,6 @@ def test_sigkill_mid_job_then_restart(daemon):
     client.close()
 
 
-@pytest.mark.xfail(strict=True, raises=LeftoverPartFile,
-                   reason="product bug: SIGKILL while an output is being written leaves "
-                          "'.<name>.XXXX.part' in the user's out_dir, and nothing removes it")
 def test_sigkill_while_writing_output_leaves_no_temp_file(daemon):
     src = write_tone(daemon.media / "write.wav", 60.0, 48000, 2)
     out = daemon.media / "out"
@@ -181,10 +178,6 @@ def test_sigterm_stops_gracefully(daemon):
         assert entries(out) == [], f"files left in the user's folder: {entries(out)}"
 
 
-@pytest.mark.xfail(strict=True, raises=WrongShutdownState,
-                   reason="product bug: on SIGTERM running jobs are recorded as 'cancelled' "
-                          "('job cancelled by the client') and queued jobs are started by the "
-                          "stopping workers instead of being left as interrupted")
 def test_sigterm_leaves_running_and_queued_jobs_interrupted(daemon):
     src = write_tone(daemon.media / "long.wav", 60.0, 48000, 2)
     outs = [daemon.media / f"out{i}" for i in range(3)]
@@ -216,10 +209,6 @@ class WatcherCutOff(AssertionError):
     """A graceful stop cut a watcher off instead of telling it how its job ended (known product bug)."""
 
 
-@pytest.mark.xfail(strict=True, raises=WatcherCutOff,
-                   reason="product bug: Daemon.stop drains RPCs for the whole grace period before "
-                          "it tells running jobs to stop, so an open Watch is cancelled (UNAVAILABLE) "
-                          "without the job's final state, and the stop takes grace + job-stop time")
 def test_sigterm_tells_watchers_how_the_job_ended(media_dir):
     import threading
 
