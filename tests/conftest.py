@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,6 +97,24 @@ class DaemonProc:
         return self.proc.returncode
 
 
+@contextlib.contextmanager
+def running_daemon(base: Path | None = None, extra: list[str] | None = None):
+    """A started DaemonProc in ``base`` (default: a new short temp folder)."""
+    own = base is None
+    base = base or Path(tempfile.mkdtemp(prefix="sb-"))
+    (base / "media").mkdir()
+    (base / "state").mkdir()
+    proc = DaemonProc(media=base / "media", state_dir=base / "state", socket=str(base / "s.sock"),
+                      extra=list(extra or []))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        if own:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
 def media_dir():
     """A short-path temp folder (unix sockets allow ~100 characters)."""
@@ -107,13 +126,8 @@ def media_dir():
 @pytest.fixture
 def daemon(media_dir):
     """A running daemon whose media root is ``daemon.media``."""
-    media = media_dir / "media"
-    media.mkdir()
-    (media_dir / "state").mkdir()
-    proc = DaemonProc(media=media, state_dir=media_dir / "state", socket=str(media_dir / "s.sock"))
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_daemon(media_dir) as proc:
+        yield proc
 
 
 def write_tone(path: Path, seconds: float = 3.0, rate: int = 48000, channels: int = 2,

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pyebur128
 import pytest
 import soundfile
 
-from tests.conftest import DaemonProc, write_tone
+from tests.conftest import running_daemon, write_tone
 from tests.music import cache_dir, have_renderer, render_bach
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
@@ -79,14 +78,8 @@ def ebur128_true_peak(path: Path) -> float:
 @pytest.fixture(scope="module")
 def served():
     """One daemon for this module: grpcurl calls are cheap, daemon starts are not."""
-    base = Path(tempfile.mkdtemp(prefix="sb-"))
-    (base / "media").mkdir()
-    (base / "state").mkdir()
-    proc = DaemonProc(media=base / "media", state_dir=base / "state", socket=str(base / "s.sock"))
-    proc.start()
-    yield proc
-    proc.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with running_daemon() as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

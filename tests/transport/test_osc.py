@@ -13,7 +13,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 import soundfile
 from pythonosc.udp_client import SimpleUDPClient
 
-from tests.conftest import DaemonProc, write_tone
+from tests.conftest import running_daemon, write_tone
 from tests.music import cache_dir, have_renderer, render_bach
 
 OSCSEND, OSCDUMP = shutil.which("oscsend"), shutil.which("oscdump")
@@ -168,14 +167,8 @@ def _next_for(dump: OscDump, job_id: str, deadline: float):
 @pytest.fixture(scope="module")
 def served():
     """One daemon for the oscdump tests (each test sets its own reply port)."""
-    base = Path(tempfile.mkdtemp(prefix="sb-"))
-    (base / "media").mkdir()
-    (base / "state").mkdir()
-    proc = DaemonProc(media=base / "media", state_dir=base / "state", socket=str(base / "s.sock"))
-    proc.start()
-    yield proc
-    proc.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with running_daemon() as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
