@@ -5,7 +5,7 @@ Renders a Bach chorale with fluidsynth, loops it to 3 minutes (stereo,
 realtime factor, the |LUFS error| and the true-peak overshoot as measured
 by libebur128, then the time our engine spends per stage.
 
-Usage: PYTHONPATH=. .venv/bin/python bench/master_bench.py [--seconds 180] [--rate 44100] [--repeat 3]
+Usage: .venv/bin/python bench/master_bench.py [--seconds 180] [--rate 44100] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.music: the shared renders
 
 from bridge.core.engine import Audio, RunContext
 from bridge.dsp import loudness

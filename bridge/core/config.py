@@ -58,6 +58,8 @@ class Config:
     queue_capacity: int = 16
     dsp_workers: int = 2
     cache_bytes: int = 4 << 30
+    # Results of jobs with no out_dir (remote hosts download them) are kept this long.
+    output_retention: float = 24 * 3600.0
 
     def check(self) -> None:
         """Refuse unsafe endpoints before anything binds.

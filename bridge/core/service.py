@@ -9,6 +9,7 @@ worker. Transports (gRPC, OSC) call these methods and nothing deeper.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -282,11 +283,27 @@ class Service:
         self.board.forget(record.id)
 
     def _reap(self) -> None:
+        ticks = 0
         while not self._stop.wait(1.0):
+            ticks += 1
             try:
                 self.residency.sweep()
+                if ticks % 60 == 1:
+                    self.prune_outputs()
             except Exception:  # keep reaping; the failure is in the log
-                log.exception("unloading expired models failed")
+                log.exception("periodic clean-up failed")
+
+    def prune_outputs(self, now: float | None = None) -> list[Path]:
+        """Delete the daemon's own output folders (remote hosts' results) past retention."""
+        now = time.time() if now is None else now
+        removed = []
+        root = self.config.outputs_dir
+        for folder in (root.iterdir() if root.is_dir() else ()):
+            if folder.is_dir() and now - folder.stat().st_mtime > self.config.output_retention \
+                    and folder.name not in self.board.live_ids():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
 
     # residency side effects: the real loader goes through the engine
     def _load_model(self, name: str) -> Loaded:

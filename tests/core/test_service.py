@@ -260,3 +260,16 @@ def test_records_survive_a_restart_and_running_jobs_read_interrupted(parts, medi
         assert [s for _, s in reborn.watch(hung.id)][-1].state is JobState.INTERRUPTED
     finally:
         reborn.close(timeout=1)
+
+
+def test_daemon_output_store_is_pruned_after_retention(parts):
+    service, _, _, media = parts
+    src = write_tone(media / "clip.wav", seconds=0.2)
+    record = service.submit("gain", {"audio": {"path": str(src)}}, {})  # no out_dir: daemon's store
+    job = wait_state(service, record.id, {JobState.SUCCEEDED})
+    folder = Path(job.outputs[0]["path"]).parent
+    assert folder.parent == service.config.outputs_dir
+    assert service.prune_outputs() == []  # fresh: kept
+    later = time.time() + service.config.output_retention + 1
+    assert service.prune_outputs(now=later) == [folder]
+    assert not folder.exists()
