@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Studio Bridge set-up on a fresh Debian 12 (or Ubuntu) machine, in one command.
 #
-#   installers/setup.sh          system packages, .venv, studio-bridge + demo extra
+#   installers/setup.sh          system packages, .venv, studio-bridge + its engines + demo
 #   installers/setup.sh --dev    ... plus the test tools (pytest, grpcurl, music21)
 #
 # Safe to run again: it installs only what is missing.
@@ -55,8 +55,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # multi-GB CUDA build. Installing it first makes later extras reuse it.
 "${PIP[@]}" install torch==2.13.0
 
-EXTRAS="demo"
-[ "$DEV" = 1 ] && EXTRAS="demo,dev"
+EXTRAS="master,demo"
+[ "$DEV" = 1 ] && EXTRAS="master,demo,dev"
 "${PIP[@]}" install -e ".[${EXTRAS}]"
 
 echo "setup.sh: ready: $(.venv/bin/studio-bridge --version 2>/dev/null || echo studio-bridge) in .venv" >&2

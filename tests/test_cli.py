@@ -150,3 +150,31 @@ def test_help_runs_without_a_daemon(args):
     result = subprocess.run([sys.executable, "-m", "bridge", *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "usage: studio-bridge" in result.stdout
+
+
+def test_relative_paths_resolve_against_the_callers_folder(daemon):
+    """`studio-bridge master song.wav --out out/` as typed in a project folder."""
+    write_tone(daemon.media / "song.wav", seconds=4)
+    env = {**os.environ, "STUDIO_BRIDGE_ADDR": daemon.addr, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "bridge", "master", "song.wav", "--preset", "streaming",
+                             "--out", "out/", "--json"], cwd=daemon.media, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    job = one_json(result)
+    assert job["outputs"][0]["path"] == str(daemon.media / "out" / "song.master.mastered.wav")
+    assert abs(measure(job["outputs"][0]["path"])["integrated_lufs"] + 14) <= 0.1
+
+
+@pytest.mark.parametrize("suffix,codec", [(".mp3", ["-c:a", "libmp3lame"]), (".m4a", ["-c:a", "aac"]),
+                                          (".flac", ["-c:a", "flac"]), (".aiff", []), (".ogg", ["-c:a", "libvorbis"])])
+def test_master_reads_every_format_and_keeps_the_decoded_shape(daemon, suffix, codec):
+    wav = write_tone(daemon.media / "src.wav", seconds=5, rate=44100, level=0.1)
+    src = daemon.media / f"clip{suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(wav), *codec, str(src)], check=True)
+    job = one_json(daemon.cli("master", str(src), "--out", str(daemon.media / "o"), "--json", check=True))
+    out = measure(job["outputs"][0]["path"])
+    from bridge.core.media import read_audio
+
+    decoded = read_audio(src)
+    assert (out["frames"], out["rate"], out["channels"]) == (decoded.frames, 44100, 2)
+    assert abs(out["integrated_lufs"] + 14) <= 0.1 and out["true_peak_dbtp"] <= -1.0

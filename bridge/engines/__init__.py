@@ -29,6 +29,7 @@ class EngineEntry:
     target: str  # "module:Class"
     engine: Engine | None = None
     error: str = ""
+    builtin: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -36,11 +37,12 @@ class Registry:
     """Finds engines by name and imports each once, lazily."""
 
     def __init__(self, targets: dict[str, str] | None = None, plugins: bool = True):
-        found = dict(targets if targets is not None else BUILTIN)
+        builtin = dict(targets if targets is not None else BUILTIN)
+        self._entries = {name: EngineEntry(name, target, builtin=True) for name, target in builtin.items()}
         if plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
-                found.setdefault(ep.name, ep.value)
-        self._entries = {name: EngineEntry(name, target) for name, target in found.items()}
+                if ep.name not in self._entries and ep.value not in builtin.values():
+                    self._entries[ep.name] = EngineEntry(ep.name, ep.value)
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -93,7 +95,7 @@ class Registry:
                 cls = getattr(importlib.import_module(module_name), class_name)
                 entry.engine = cls()
             except Exception as exc:  # reported in describe(), never fatal
-                entry.error = (
-                    f"{type(exc).__name__}: {exc} (install the engine's extra, e.g. "
-                    f"`pip install 'studio-bridge[{entry.name}]'`, or run `studio-bridge doctor`)"
-                )
+                fix = (f"install its extra: pip install 'studio-bridge[{entry.name}]' "
+                       f"(installers/setup.sh installs all)" if entry.builtin else
+                       f"reinstall the package that provides the plugin '{entry.target}'")
+                entry.error = f"{type(exc).__name__}: {exc}; {fix}"

@@ -1,0 +1,94 @@
+"""Engines are found by name and entry point, imported lazily, failures reported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bridge.core.errors import NotFound, Unavailable
+from bridge.engines import Registry
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """A real installed distribution (dist-info + entry point) on sys.path."""
+    site = tmp_path / "site"
+    (site / "echo_plugin").mkdir(parents=True)
+    (site / "echo_plugin" / "__init__.py").write_text(textwrap.dedent('''
+        from bridge.core.engine import Engine, Output, RunResult
+
+        class Echo(Engine):
+            name = "echo"
+            description = "returns its input"
+
+            def _run(self, handle, inputs, params, ctx):
+                return RunResult([Output("echo", inputs["audio"])], {})
+    '''))
+    (site / "broken_plugin.py").write_text("import module_that_is_not_installed\n")
+    info = site / "echo_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[studio_bridge.engines]\necho = echo_plugin:Echo\nbroken = broken_plugin:Broken\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_plugins_come_from_the_entry_point_group(plugin_site):
+    registry = Registry()
+    assert {"master", "echo", "broken"} <= set(registry.names())
+    assert registry.get("echo").description == "returns its input"
+
+
+def test_an_engine_that_fails_to_import_is_reported_not_fatal(plugin_site):
+    registry = Registry()
+    described = {name: (engine, error) for name, engine, error in registry.describe()}
+    engine, error = described["broken"]
+    assert engine is None
+    assert "module_that_is_not_installed" in error and "reinstall the package" in error
+    assert described["echo"][0] is not None
+    with pytest.raises(Unavailable, match="engine 'broken' cannot load"):
+        registry.get("broken")
+
+
+def test_missing_builtin_extra_names_the_extra():
+    registry = Registry(targets={"master": "bridge.engines.not_a_module:Master"}, plugins=False)
+    with pytest.raises(Unavailable, match=r"pip install 'studio-bridge\[master\]'"):
+        registry.get("master")
+
+
+def test_unknown_engine_lists_the_known_ones():
+    with pytest.raises(NotFound, match="engine 'mastr' does not exist; engines: master"):
+        Registry(plugins=False).get("mastr")
+
+
+def test_engines_are_imported_lazily():
+    code = ("import sys; from bridge.engines import Registry; r = Registry(); "
+            "assert 'bridge.engines.master' not in sys.modules and 'scipy' not in sys.modules; "
+            "r.get('master'); assert 'bridge.engines.master' in sys.modules; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_daemon_lists_an_unavailable_engine_and_serves_the_rest(plugin_site, media_dir, monkeypatch):
+    """Through the real daemon: ListEngines says why, Submit answers clearly."""
+    import os
+
+    from tests.conftest import running_daemon, write_tone
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
+    with running_daemon(media_dir) as daemon, daemon.client() as client:
+        engines = {e["name"]: e for e in client.engines()}
+        assert engines["broken"]["available"] is False
+        assert "module_that_is_not_installed" in engines["broken"]["unavailable_reason"]
+        assert engines["echo"]["available"] and engines["master"]["available"]
+        src = write_tone(daemon.media / "a.wav", seconds=1)
+        with pytest.raises(Unavailable, match="cannot load"):
+            client.submit("broken", {"audio": str(src)})
+        job = client.run("echo", {"audio": str(src)}, out_dir=str(daemon.media / "o"))
+        assert job["state"] == "succeeded"
+        assert job["outputs"][0]["path"].endswith("a.echo.echo.wav")
