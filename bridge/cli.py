@@ -208,6 +208,7 @@ def human(result: dict) -> str:
         if result.get("error"):
             lines.append(f"  error ({result['error']['code']}): {result['error']['message']}")
         report = result.get("report") or {}
+        lines += [f"  warning: {w}" for w in report.get("warnings", [])]
         for side in ("before", "after"):
             if side in report:
                 r = report[side]

@@ -215,7 +215,7 @@ def test_wav_cut_in_half_masters_what_is_there(daemon):
     libsndfile reads a short data chunk as shorter audio (as ffmpeg, sox and
     DAWs do). The promise that matters is "nothing half-written": the result
     is a complete file exactly as long as the decodable input, and the input
-    is untouched.
+    is untouched. The report warns that the export was cut short.
     """
     full = write_tone(daemon.media / "full.wav", seconds=3.0)
     inp = daemon.media / "half.wav"
@@ -235,6 +235,8 @@ def test_wav_cut_in_half_masters_what_is_there(daemon):
     assert np.isfinite(data).all()
     assert files_under(out) == [Path(output["path"]).name]
     assert sha(inp) == before
+    [warning] = payload["report"]["warnings"]
+    assert str(inp) in warning and "truncated" in warning and "declares 3.00 s" in warning
     assert_still_serving(daemon)
 
 

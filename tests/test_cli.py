@@ -42,6 +42,7 @@ def test_master_prints_one_json_object_and_hits_the_target(daemon):
         assert set(job["report"][side]) >= {"integrated_lufs", "loudness_range_lu",
                                             "true_peak_dbtp", "sample_peak_dbfs"}
     assert abs(job["report"]["before"]["integrated_lufs"] - source["integrated_lufs"]) < 0.05
+    assert "warnings" not in job["report"]
 
 
 def test_lufs_and_ceiling_override_the_preset(daemon):

@@ -113,6 +113,7 @@ class Audio:
     sample_rate: int
     subtype: str = ""  # the source file's sample format, when known
     name: str = ""  # the source clip's stem, for output names
+    warnings: list[str] = field(default_factory=list)  # decode notes for the job's report
 
     @property
     def frames(self) -> int:

@@ -115,6 +115,7 @@ def _decode_soundfile(path: Path) -> Audio:
             samples = handle.read(dtype="float32", always_2d=True)
             subtype = handle.subtype
             rate = handle.samplerate
+            header = handle.extra_info
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         # str(exc) repeats the path; and when no decoder recognises the bytes,
         # libsndfile says "File does not exist", which is false here.
@@ -125,7 +126,28 @@ def _decode_soundfile(path: Path) -> Audio:
             f"cannot decode '{path}': {reason.rstrip('.')}; the file is corrupt, truncated or not "
             f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
         ) from None
-    return Audio(samples, int(rate), subtype=subtype)
+    audio = Audio(samples, int(rate), subtype=subtype)
+    audio.warnings.extend(_truncation(path, header, audio))
+    return audio
+
+
+# libsndfile's header log: "data : 288000 (should be 143978)" when the file ends early.
+_SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _truncation(path: Path, header: str, audio: Audio) -> list[str]:
+    """A warning when the header promises more audio than the file holds.
+
+    libsndfile reads what is there (as ffmpeg and sox do); the producer
+    should still hear that the export was cut short.
+    """
+    match = _SHORT_CHUNK.search(header or "")
+    if not match or int(match.group(2)) <= 0:
+        return []
+    declared = audio.duration * int(match.group(1)) / int(match.group(2))
+    return [f"'{path}' is truncated: its header declares {declared:.2f} s of audio but the file "
+            f"holds {audio.duration:.2f} s; the result covers only that; export the clip again "
+            f"for the whole of it"]
 
 
 def _decode_av(path: Path) -> Audio:

@@ -43,6 +43,9 @@ class JobRunner:
         clip = audios[engine.inputs[0].name].name
         record.outputs = [self._write(o, record, clip, audios) for o in result.outputs]
         record.report = result.report
+        warnings = [w for audio in audios.values() for w in audio.warnings]
+        if warnings:
+            record.report = {**record.report, "warnings": warnings}
         if record.cache_key:
             self.cache.put(record.cache_key, record.outputs, record.report)
 
