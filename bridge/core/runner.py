@@ -45,7 +45,8 @@ class JobRunner:
         record.report = result.report
         warnings = [w for audio in audios.values() for w in audio.warnings]
         if warnings:
-            record.report = {**record.report, "warnings": warnings}
+            record.report = {**record.report,
+                             "warnings": warnings + list(record.report.get("warnings", []))}
         if record.cache_key:
             self.cache.put(record.cache_key, record.outputs, record.report)
 

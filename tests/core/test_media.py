@@ -76,3 +76,17 @@ def test_media_roots_follow_links(tmp_path):
         roots.check(root / "escape" / "root" / ".." / "secret.wav")
     with pytest.raises(PermissionDenied):
         roots.check(root / ".." / "x.wav")
+
+
+def test_16_bit_output_is_dithered_not_truncated(tmp_path):
+    """A -100 dBFS tone vanishes when truncated to 16 bits; dithered, it survives as signal."""
+    rate = 48000
+    t = np.arange(rate * 2) / rate
+    quiet = (10 ** (-100 / 20) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[:, None]
+    path = write_audio_atomic(tmp_path, "q.wav", Audio(quiet, rate), fmt="wav16")
+    data, _ = soundfile.read(str(path), dtype="float64")
+    spectrum = np.abs(np.fft.rfft(data * np.hanning(data.size)))
+    tone_bin = 1000 * data.size // rate
+    assert spectrum[tone_bin] > 10 * np.median(spectrum)  # the tone is still there, above the noise
+    again = write_audio_atomic(tmp_path, "q.wav", Audio(quiet, rate), fmt="wav16")
+    assert again.read_bytes() == path.read_bytes()  # deterministic, so the cache stays exact
