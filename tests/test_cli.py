@@ -179,3 +179,16 @@ def test_master_reads_every_format_and_keeps_the_decoded_shape(daemon, suffix, c
     decoded = read_audio(src)
     assert (out["frames"], out["rate"], out["channels"]) == (decoded.frames, 44100, 2)
     assert abs(out["integrated_lufs"] + 14) <= 0.1 and out["true_peak_dbtp"] <= -1.0
+
+
+def test_doctor_checks_what_the_daemon_needs(daemon):
+    report = one_json(daemon.cli("doctor", "--json", "--addr", daemon.addr, check=True))
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["ok"] is True
+    assert checks["ffmpeg"]["status"] == "ok" and "ffmpeg version" in checks["ffmpeg"]["detail"]
+    assert checks["device"]["detail"].startswith("cpu")
+    assert checks["engine master"]["status"] == "ok"
+    assert checks["daemon"]["status"] == "ok" and "SERVING" in checks["daemon"]["detail"]
+    assert {"python", "weights", "state dir", "grpc port", "osc port"} <= set(checks)
+    missing = one_json(daemon.cli("doctor", "--json", "--addr", "unix:///nonexistent/s.sock"))
+    assert {c["name"]: c for c in missing["checks"]}["daemon"]["status"] == "warn"

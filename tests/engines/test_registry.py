@@ -19,7 +19,7 @@ def plugin_site(tmp_path, monkeypatch):
     site = tmp_path / "site"
     (site / "echo_plugin").mkdir(parents=True)
     (site / "echo_plugin" / "__init__.py").write_text(textwrap.dedent('''
-        from bridge.core.engine import Engine, Output, RunResult
+        from bridge.core.engine import Audio, Engine, EngineKind, ModelSpec, Output, RunResult
 
         class Echo(Engine):
             name = "echo"
@@ -27,13 +27,30 @@ def plugin_site(tmp_path, monkeypatch):
 
             def _run(self, handle, inputs, params, ctx):
                 return RunResult([Output("echo", inputs["audio"])], {})
+
+        class Louder(Engine):
+            """A model engine whose 'model' is a gain: residency without weights."""
+            name = "louder"
+            kind = EngineKind.MODEL
+
+            def models(self):
+                return [ModelSpec("louder-2x", "1", size_bytes=4096, licence="test")]
+
+            def _load(self, model, device):
+                return 2.0
+
+            def _run(self, handle, inputs, params, ctx):
+                audio = inputs["audio"]
+                return RunResult([Output("louder", Audio(audio.samples * handle, audio.sample_rate))],
+                                 {"gain": handle})
     '''))
     (site / "broken_plugin.py").write_text("import module_that_is_not_installed\n")
     info = site / "echo_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[studio_bridge.engines]\necho = echo_plugin:Echo\nbroken = broken_plugin:Broken\n")
+        "[studio_bridge.engines]\necho = echo_plugin:Echo\nlouder = echo_plugin:Louder\n"
+        "broken = broken_plugin:Broken\n")
     monkeypatch.syspath_prepend(str(site))
     return site
 
@@ -92,3 +109,34 @@ def test_daemon_lists_an_unavailable_engine_and_serves_the_rest(plugin_site, med
         job = client.run("echo", {"audio": str(src)}, out_dir=str(daemon.media / "o"))
         assert job["state"] == "succeeded"
         assert job["outputs"][0]["path"].endswith("a.echo.echo.wav")
+
+
+def test_models_load_unload_and_report_when_they_unload(plugin_site, media_dir, monkeypatch):
+    """Residency over gRPC: LoadModel with a keep-alive, Status, jobs, UnloadModel."""
+    import os
+    import time
+
+    from tests.conftest import running_daemon, write_tone
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]))
+    with running_daemon(media_dir) as daemon, daemon.client() as client:
+        [model] = client.models()
+        assert model["name"] == "louder-2x" and model["state"] == "unloaded" and model["licence"] == "test"
+        loaded = client.load_model("louder-2x", keep_alive=600)
+        assert loaded["state"] == "resident" and loaded["keep_alive"] == 600
+        assert abs(loaded["expires_at"] - (time.time() + 600)) < 30
+        status = client.status()
+        assert [m["name"] for m in status["resident"]] == ["louder-2x"]
+        assert status["memory_used"] == 4096
+        src = write_tone(daemon.media / "a.wav", seconds=1, level=0.1)
+        job = client.run("louder", {"audio": str(src)}, out_dir=str(daemon.media / "o"))
+        assert job["state"] == "succeeded" and job["report"]["gain"] == 2.0
+        assert client.unload_model("louder-2x")["state"] == "unloaded"
+        assert client.status()["resident"] == []
+        job = client.run("louder", {"audio": str(src)}, out_dir=str(daemon.media / "o"), keep_alive=0,
+                         no_cache=True)
+        assert job["state"] == "succeeded"
+        assert client.models()[0]["state"] == "unloaded"  # keep-alive 0: gone after the job
+        result = daemon.cli("models", "load", "louder-2x", "--keep-alive", "forever", "--json", check=True)
+        assert '"keep_alive": -1.0' in result.stdout
+        assert client.models()[0]["expires_at"] == 0  # never
