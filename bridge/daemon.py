@@ -49,6 +49,8 @@ class Daemon:
 
                 self.osc = OscServer(self.service, self.config.osc, self.config.osc_allow)
         except BaseException:
+            if self.grpc:
+                self.grpc.stop(0)
             self.service.close()
             raise
         self.grpc.start()

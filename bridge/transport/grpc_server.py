@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..core.engine import Engine, Param
-from ..core.errors import BridgeError, Internal, PermissionDenied
+from ..core.errors import BridgeError, Internal, PermissionDenied, Unavailable
 from ..core.jobs import JobRecord, JobState
 from ..core.service import Service
 from ..v1 import bridge_pb2 as pb
@@ -275,18 +275,20 @@ class GrpcServers:
         self.servicer = BridgeServicer(service)
         self.tcp_port = 0
         self.socket_path = socket_path
+        self._owns_socket = False  # never remove a socket another daemon is serving on
         self._servers = []
-        if socket_path:
-            server = self._server(workers, None)
-            self._bind_socket(server, socket_path)
-            self._servers.append(server)
-        if tcp:
-            server = self._server(workers, _TokenInterceptor(token) if token else None)
-            self.tcp_port = server.add_insecure_port(tcp)
-            if not self.tcp_port:
-                raise PermissionDenied(f"cannot listen on {tcp}: the port is taken or the address "
-                                       f"is not on this machine; pick another with --grpc HOST:PORT")
-            self._servers.append(server)
+        try:
+            if socket_path:
+                server = self._server(workers, None)
+                self._servers.append(server)
+                self._bind_socket(server, socket_path)
+            if tcp:
+                server = self._server(workers, _TokenInterceptor(token) if token else None)
+                self._servers.append(server)
+                self.tcp_port = _bind_tcp(server, tcp)
+        except BaseException:
+            self.stop(0)
+            raise
 
     def _server(self, workers: int, interceptor) -> grpc.Server:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sb-grpc"),
@@ -300,8 +302,7 @@ class GrpcServers:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         return server
 
-    @staticmethod
-    def _bind_socket(server: grpc.Server, path: str) -> None:
+    def _bind_socket(self, server: grpc.Server, path: str) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
@@ -309,10 +310,14 @@ class GrpcServers:
             target.unlink()
         old = os.umask(0o177)  # the socket is born 0600: no window for others
         try:
-            if not server.add_insecure_port(f"unix:{target}"):
-                raise PermissionDenied(f"cannot create the socket {target}; pick another with --socket PATH")
+            bound = server.add_insecure_port(f"unix:{target}")
+        except RuntimeError:
+            bound = 0
         finally:
             os.umask(old)
+        if not bound:
+            raise PermissionDenied(f"cannot create the socket {target}; pick another with --socket PATH")
+        self._owns_socket = True
 
     def start(self) -> None:
         for server in self._servers:
@@ -327,8 +332,19 @@ class GrpcServers:
         events = [server.stop(grace) for server in self._servers]
         for event in events:
             event.wait(grace + 1)
-        if self.socket_path and os.path.exists(self.socket_path):
+        if self._owns_socket and os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
+
+
+def _bind_tcp(server: grpc.Server, addr: str) -> int:
+    try:
+        port = server.add_insecure_port(addr)
+    except RuntimeError:  # grpcio raises on a failed bind; older versions return 0
+        port = 0
+    if not port:
+        raise Unavailable(f"cannot listen for gRPC on {addr}: the port is taken (another daemon?) or "
+                          f"the address is not on this machine; pick another with --grpc HOST:PORT")
+    return port
 
 
 def _refuse_if_live(path: Path) -> None:
@@ -339,5 +355,5 @@ def _refuse_if_live(path: Path) -> None:
         return  # stale socket of a daemon that died: safe to replace
     finally:
         probe.close()
-    raise PermissionDenied(f"a daemon already listens on {path}; stop it (`studio-bridge stop` or "
-                           f"SIGTERM) or use another --socket")
+    raise Unavailable(f"a daemon already listens on {path}; stop it (SIGTERM, or Ctrl-C in its "
+                      f"terminal) or use another --socket")

@@ -31,7 +31,7 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.osc_tcp_server import MODE_1_0, ThreadingOSCTCPServer
 
 from ..core.config import is_loopback, split_host_port
-from ..core.errors import BridgeError, InvalidArgument, PermissionDenied
+from ..core.errors import BridgeError, InvalidArgument, Unavailable
 from ..core.jobs import JobState
 from ..core.service import Service
 
@@ -60,13 +60,16 @@ class OscServer:
                               ("/bridge/cancel", self._cancel), ("/bridge/ping", self._ping)):
             dispatcher.map(path, handler, needs_reply_address=True)
         dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
+        self.udp = None
         try:
             self.udp = ThreadingOSCUDPServer((host, port), dispatcher)
             self.port = self.udp.server_address[1]
             self.tcp = _TcpServer((host, self.port), dispatcher, mode=MODE_1_0)
         except OSError as exc:
-            raise PermissionDenied(f"cannot listen for OSC on {addr}: {exc.strerror}; pick another "
-                                   f"with --osc HOST:PORT") from None
+            if self.udp is not None:
+                self.udp.server_close()
+            raise Unavailable(f"cannot listen for OSC on {addr}: {exc.strerror}; pick another "
+                              f"with --osc HOST:PORT") from None
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
