@@ -137,6 +137,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="memory models may use, e.g. 8G (default: 80%% of the device's)")
     p.add_argument("--preload", action="append", default=[], metavar="MODEL", help="load at start")
     p.add_argument("--queue", type=int, default=16, help="most jobs waiting at once")
+    p.add_argument("--cache-size", type=parse_size, default=4 << 30,
+                   help="disk the result cache may use, e.g. 4G (default); 0 keeps nothing")
     p.add_argument("--keep-outputs", type=parse_duration, default=24 * 3600.0,
                    help="how long results of jobs without --out (remote hosts) are kept: default 24h")
     p.add_argument("--grace", type=float, default=5.0, help="seconds to finish RPCs on SIGTERM")
@@ -150,7 +152,8 @@ def config_from_args(args) -> Config:
         media_roots=[Path(r).expanduser() for r in args.media_root] or [Path.home()],
         grpc=args.grpc, socket=args.socket, osc=args.osc, osc_allow=args.osc_allow,
         token=token, keep_alive=args.keep_alive, memory_budget=args.memory_budget,
-        preload=args.preload, queue_capacity=args.queue, output_retention=args.keep_outputs)
+        preload=args.preload, queue_capacity=args.queue, output_retention=args.keep_outputs,
+        cache_bytes=args.cache_size)
 
 
 def parse_duration(text: str) -> float:
