@@ -21,6 +21,7 @@ import pyebur128
 import pytest
 import soundfile
 
+from tests import loudness
 from tests.conftest import running_daemon, write_tone
 from tests.music import cache_dir, have_renderer, render_bach
 
@@ -66,12 +67,8 @@ def ffmpeg_integrated(path: Path) -> float:
 
 
 def ebur128_true_peak(path: Path) -> float:
-    data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-    data = np.ascontiguousarray(data)
-    state = pyebur128.R128State(data.shape[1], rate, pyebur128.MeasurementMode.MODE_TRUE_PEAK)
-    state.add_frames(data.ravel(), data.shape[0])
-    peak = max(pyebur128.get_true_peak(state, c) for c in range(data.shape[1]))
-    return 20 * math.log10(peak)
+    """True peak (dBTP, max over channels) by libebur128."""
+    return loudness.measure(path)["true_peak_dbtp"]
 
 
 # -- fixtures ---------------------------------------------------------------------------

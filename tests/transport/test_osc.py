@@ -23,6 +23,7 @@ import pytest
 import soundfile
 from pythonosc.udp_client import SimpleUDPClient
 
+from tests import loudness
 from tests.conftest import running_daemon, write_tone
 from tests.music import cache_dir, have_renderer, render_bach
 
@@ -35,13 +36,8 @@ WAIT = 30.0  # the longest any single reply may take
 # -- helpers --------------------------------------------------------------------------
 def measure(path: Path) -> tuple[float, float]:
     """(integrated LUFS, true peak dBTP) by libebur128."""
-    data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-    data = np.ascontiguousarray(data)
-    mode = pyebur128.MeasurementMode.MODE_I | pyebur128.MeasurementMode.MODE_TRUE_PEAK
-    state = pyebur128.R128State(data.shape[1], rate, mode)
-    state.add_frames(data.ravel(), data.shape[0])
-    peak = max(pyebur128.get_true_peak(state, c) for c in range(data.shape[1]))
-    return float(pyebur128.get_loudness_global(state)), 20 * math.log10(peak)
+    result = loudness.measure(path)
+    return result["integrated_lufs"], result["true_peak_dbtp"]
 
 
 def free_udp_port() -> int:
@@ -362,7 +358,7 @@ def test_sigterm_with_open_tcp_connection_exits_promptly(daemon):
 
 
 def test_cancel_running_job(served, dump):
-    src = write_tone(served.media / "cancel-me.wav", 90.0, 48000, 2)
+    src = write_tone(served.media / "cancel-me.wav", 240.0, 48000, 2)  # seconds of work, not one
     out_dir = served.media / "osc-cancel"
     oscsend(served.osc_port, "/bridge/master", "sffs", src, -16.0, -1.5, out_dir)
     job_id, _ = dump.expect("/bridge/job")
