@@ -29,6 +29,12 @@ if [ "$DEV" = 1 ]; then
     APT_PACKAGES+=(fluidsynth fluid-soundfont-gm)
 fi
 
+PYTHON="${PYTHON:-python3}"
+# Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip).
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    APT_PACKAGES+=(python3-venv)
+fi
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -41,7 +47,6 @@ if [ "$APT" = 1 ] && [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "setup.sh: Python 3.11 or newer is needed (found $("$PYTHON" --version)); set PYTHON=" >&2
     exit 1

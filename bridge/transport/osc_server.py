@@ -7,8 +7,7 @@ Address space (in):
   /bridge/master ,sffs  path target_lufs ceiling_dbtp out_dir
   /bridge/submit ,sss.. engine path out_dir [name value]...   any engine; a
                         name that is one of the engine's inputs is a path
-  /bridge/reply_port ,i port     replies to this sender go to that UDP port (a
-                                 sender whose source port changes: to its host)
+  /bridge/reply_port ,i port     replies to this host go to that UDP port
   /bridge/cancel ,s job_id
   /bridge/ping                   answered with /bridge/pong
 Replies (out), to the sender or its reply port:
@@ -52,9 +51,10 @@ class OscServer:
     def __init__(self, service: Service, addr: str, allow: list[str] | None = None):
         self.service = service
         self.allow = set(allow or [])
-        # By (host, source port) for peers that keep one socket (TouchOSC, Max, python-osc),
-        # and by host for one-shot senders such as oscsend, whose source port changes.
-        self._reply_ports: dict[tuple[str, int] | str, int] = {}
+        # By host: one-shot senders such as oscsend use a new source port per
+        # message, so a (host, port) key would go stale and, once the OS reuses
+        # that port, send replies to whoever holds it next.
+        self._reply_ports: dict[str, int] = {}
         self._lock = threading.Lock()
         host, port = split_host_port(addr, "--osc")
         dispatcher = Dispatcher()
@@ -124,7 +124,6 @@ class OscServer:
             self._error(sender, "", InvalidArgument(f"{address} takes one int port (1-65535); got {args!r}"))
             return
         with self._lock:
-            self._reply_ports[(sender[0], sender[1])] = args[0]
             self._reply_ports[sender[0]] = args[0]
 
     def _cancel(self, sender, address, *args):
@@ -170,8 +169,7 @@ class OscServer:
 
     def _send(self, sender, address: str, args: list) -> None:
         with self._lock:
-            port = self._reply_ports.get((sender[0], sender[1]),
-                                         self._reply_ports.get(sender[0], sender[1]))
+            port = self._reply_ports.get(sender[0], sender[1])
         dgram = build_msg(address, args).dgram
         try:
             self.udp.socket.sendto(dgram, (sender[0], port))

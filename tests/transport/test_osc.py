@@ -379,31 +379,3 @@ def test_cancel_running_job(served, dump):
     assert (got_id, code) == ("no-such-job", "not_found")
     assert "no-such-job" in message
 
-
-def test_reply_ports_are_per_sender_for_peers_that_keep_their_socket(served):
-    """Two controllers on one host, each with its own reply port, each hears only its own replies."""
-    from pythonosc.osc_message import OscMessage
-    from pythonosc.osc_message_builder import build_msg
-
-    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-    listeners = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
-    try:
-        for sock in senders + listeners:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(WAIT)
-        for sender, listener in zip(senders, listeners):
-            port = listener.getsockname()[1]
-            sender.sendto(build_msg("/bridge/reply_port", [port]).dgram, ("127.0.0.1", served.osc_port))
-        time.sleep(0.2)
-        for index, sender in enumerate(senders):
-            sender.sendto(build_msg("/bridge/submit", ["nope", "/x.wav", f"/out{index}"]).dgram,
-                          ("127.0.0.1", served.osc_port))
-        for index, listener in enumerate(listeners):
-            reply = OscMessage(listener.recv(65536))
-            assert reply.address == "/bridge/error" and reply.params[1] == "not_found"
-            listener.settimeout(0.3)
-            with pytest.raises(socket.timeout):  # nothing meant for the other controller
-                listener.recv(65536)
-    finally:
-        for sock in senders + listeners:
-            sock.close()
