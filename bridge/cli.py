@@ -91,11 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", commands.cancel, "cancel a queued or running job")
     cancel.add_argument("job_id")
     command("engines", commands.engines, "engines and the parameters they take")
-    models = command("models", commands.models, "list, load or unload models")
-    models.add_argument("action", nargs="?", choices=("list", "load", "unload"), default="list")
-    models.add_argument("name", nargs="?")
+    models = command("models", commands.models, "list, pull, import, remove, load or unload models")
+    models.add_argument("action", nargs="?", default="list",
+                        choices=("list", "pull", "import", "remove", "load", "unload"))
+    models.add_argument("name", nargs="?", help="model name (for import: the checkpoint or folder)")
+    models.add_argument("--name", dest="as_name", default=None, help="import under this name")
+    models.add_argument("--engine", default=None, help="import for this engine (default: whichever accepts it)")
     models.add_argument("--keep-alive", type=parse_duration, default=None,
                         help="how long the model stays loaded when idle: 30s, 10m, 1h, -1 = forever")
+    models.add_argument("--state-dir", default=str(state_dir_default()),
+                        help="the daemon's state dir, where pull/import/remove install models")
 
     master = command("master", commands.master, "master a file to a loudness target")
     master.add_argument("input", help="audio file: WAV, FLAC, AIFF, OGG, MP3, M4A")
@@ -110,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--format", default=None,
                         help="auto, wav16, wav24, float, flac16, flac24 (default: auto)")
     master.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+
+    separate = command("separate", commands.separate, "split a file into stems (demucs, or hpss)")
+    separate.add_argument("input", help="audio file: WAV, FLAC, AIFF, OGG, MP3, M4A")
+    separate.add_argument("--out", required=True, help="folder for the stems (created if missing)")
+    separate.add_argument("--model", default="", help="htdemucs, htdemucs_ft, htdemucs_6s, ... or hpss "
+                          "(default: htdemucs if installed, else hpss); see `studio-bridge models`")
+    separate.add_argument("--stems", default=None, help="write only these, e.g. vocals,drums")
+    separate.add_argument("--two-stems", default=None, metavar="STEM",
+                          help="STEM and everything else (no_STEM), e.g. vocals")
+    separate.add_argument("--segment", type=float, default=None, help="seconds per segment (model's default)")
+    separate.add_argument("--overlap", type=float, default=None, help="overlap between segments (0.25)")
+    separate.add_argument("--shifts", type=int, default=None, help="random shifts averaged (1; 0 = none)")
+    separate.add_argument("--seed", type=int, default=None, help="seed for the shifts (0)")
+    separate.add_argument("--format", default=None, help="auto, wav16, wav24, float, flac16, flac24")
+    separate.add_argument("--keep-alive", type=parse_duration, default=None,
+                          help="keep the model loaded this long after the job (default 5m)")
+    separate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
     demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
     demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")

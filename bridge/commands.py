@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 
 from .core.errors import InvalidArgument
 
@@ -17,7 +18,7 @@ def _client(args):
 
 def _job_result(job: dict) -> dict:
     """The CLI's one JSON shape for a job."""
-    return {"job_id": job["job_id"], "state": job["state"], "engine": job["engine"],
+    return {"job_id": job["job_id"], "state": job["state"], "engine": job["engine"], "model": job["model"],
             "outputs": [{"path": o["path"], "kind": o["kind"]} for o in job["outputs"]],
             "report": job["report"], "error": job["error"], "cached": job["cached"]}
 
@@ -105,14 +106,101 @@ def engines(args) -> dict:
 
 
 def models(args) -> dict:
+    if args.action in ("pull", "import", "remove"):
+        return _store_action(args)
     with _client(args) as client:
         if args.action == "list":
-            return {"models": client.models()}
+            return {"models": [_model_row(m) for m in _list_models(client, args)]}
         if not args.name:
             raise InvalidArgument(f"`models {args.action}` needs a model name; see `studio-bridge models`")
         if args.action == "load":
-            return {"model": client.load_model(args.name, args.keep_alive)}
-        return {"model": client.unload_model(args.name)}
+            return {"model": _model_row(client.load_model(args.name, args.keep_alive))}
+        return {"model": _model_row(client.unload_model(args.name))}
+
+
+def _list_models(client, args) -> list[dict]:
+    from .core.errors import Unavailable
+
+    try:
+        return client.models()
+    except Unavailable:  # no daemon: what is installed, from the store itself
+        return _offline_models(args)
+
+
+def _model_row(model: dict) -> dict:
+    return {**model, "resident": model.get("state") in ("resident", "loading")}
+
+
+def _store_action(args) -> dict:
+    """pull/import/remove act on the store on this machine (the daemon reads it per request)."""
+    from .core import install
+    from .core.store import ModelStore
+    from .engines import Registry
+
+    if not args.name:
+        raise InvalidArgument(f"`models {args.action}` needs a {'path' if args.action == 'import' else 'model name'}")
+    store = ModelStore(Path(args.state_dir).expanduser() / "models")
+    registry = Registry()
+    registry.bind_store(store)
+    if args.action == "remove":
+        _unload_quietly(args, args.name)
+        return {"removed": _entry(store.remove(args.name))}
+    if args.action == "import":
+        entry = install.import_path(store, registry, args.name, args.as_name, args.engine)
+    else:
+        bar = DownloadBar(not args.json)
+        try:
+            entry = install.pull(store, registry, args.name, progress=bar)
+        finally:
+            bar.close()
+    return {"model": _entry(entry)}
+
+
+def _entry(entry) -> dict:
+    from dataclasses import asdict
+
+    return asdict(entry)
+
+
+def _unload_quietly(args, name: str) -> None:
+    from .core.errors import BridgeError
+
+    try:
+        with _client(args) as client:
+            client.unload_model(name)
+    except BridgeError:
+        pass  # no daemon, or not loaded: nothing to unload
+
+
+def _offline_models(args) -> list[dict]:
+    """`models list` with no daemon: what the store holds, nothing resident."""
+    from .core.service import model_rows
+    from .core.store import ModelStore
+    from .engines import Registry
+
+    registry = Registry()
+    registry.bind_store(ModelStore(Path(args.state_dir).expanduser() / "models"))
+    return model_rows(registry, [])
+
+
+class DownloadBar:
+    """Per-file download progress on stderr (terminal only)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._shown = False
+
+    def __call__(self, filename: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        share = f"{done / total * 100:5.1f}%" if total else ""
+        sys.stderr.write(f"\r{filename[:40]:40} {done / 1e6:8.1f} MB {share}")
+        sys.stderr.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
 
 
 def master(args) -> dict:
@@ -124,6 +212,15 @@ def master(args) -> dict:
     if args.reference:
         inputs["reference"] = args.reference
     return run_job(args, "master", inputs, params, args.out, no_cache=args.no_cache)
+
+
+def separate(args) -> dict:
+    params = {k: v for k, v in (("stems", args.stems), ("two_stems", args.two_stems),
+                                ("segment", args.segment), ("overlap", args.overlap),
+                                ("shifts", args.shifts), ("seed", args.seed),
+                                ("format", args.format)) if v is not None}
+    return run_job(args, "separate", {"audio": args.input}, params, args.out, model=args.model,
+                   keep_alive=args.keep_alive, no_cache=args.no_cache)
 
 
 def demo(args) -> dict:

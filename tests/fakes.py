@@ -80,3 +80,44 @@ class ModelGainEngine(GainEngine):
         result = super()._run(handle, inputs, {**params, "gain": handle}, ctx)
         result.report["model_gain"] = handle
         return result
+
+
+class StoreEngine(Engine):
+    """A model engine whose catalogue points at a test HTTP server."""
+
+    name = "toy"
+    kind = EngineKind.MODEL
+    base_url = ""
+    files: dict[str, bytes] = {}  # filename -> content served
+
+    def models(self):
+        return [ModelSpec(e.name, e.version, e.size_bytes, e.licence) for e in self.store.entries("toy")]
+
+    def catalogue(self):
+        return ["toy-small"]
+
+    def pull_plan(self, name):
+        import hashlib
+
+        from bridge.core.engine import PullPlan, RemoteFile
+
+        remote = [RemoteFile(f"{self.base_url}/{fname}", fname, hashlib.sha256(data).hexdigest()[:8])
+                  for fname, data in self.files.items()]
+        return PullPlan(name, remote, extra={"toy.yaml": b"models: [toy]\n"}, licence="CC0 (test)")
+
+    def import_model(self, source, name, staged):
+        from pathlib import Path
+
+        from bridge.core.errors import InvalidArgument
+
+        source = Path(source)
+        if source.suffix != ".toy":
+            raise InvalidArgument(f"'{source}' is not a .toy checkpoint")
+        (Path(staged) / source.name).write_bytes(source.read_bytes())
+        return {"licence": "yours", "description": "imported toy"}
+
+    def _load(self, model, device):
+        return self.store.path(model)
+
+    def _run(self, handle, inputs, params, ctx):
+        return RunResult([Output("same", inputs["audio"])], {"model_dir": str(handle)})

@@ -169,6 +169,27 @@ class RunContext:
             raise Cancelled("job cancelled by the client")
 
 
+@dataclass
+class RemoteFile:
+    """One file of a model at its official source."""
+
+    url: str
+    filename: str  # where it goes in the model's folder
+    sha256_prefix: str = ""  # what the source publishes (demucs: 8 hex digits in the name)
+    size: int = 0  # bytes, when known (for progress)
+
+
+@dataclass
+class PullPlan:
+    """What `models pull NAME` fetches and how it is recorded."""
+
+    name: str
+    files: list[RemoteFile]
+    extra: dict[str, bytes] = field(default_factory=dict)  # small files written as they are
+    licence: str = ""
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model an engine can load; ``version`` enters the result-cache key."""
@@ -206,10 +227,34 @@ class Engine:
     params: Sequence[Param] = ()
     inputs: Sequence[InputSpec] = (InputSpec("audio"),)
 
+    # The model store (``bridge.core.store.ModelStore``), set by the registry:
+    # model engines find installed weights there, never on the network.
+    store = None
+
     # -- description -------------------------------------------------------
     def models(self) -> list[ModelSpec]:
-        """Models this engine can load (empty for DSP engines)."""
+        """Models this engine can load now (installed ones; empty for DSP engines)."""
         return []
+
+    # -- the model store's hooks ---------------------------------------------
+    def catalogue(self) -> list[str]:
+        """Names `models pull` can fetch for this engine from its official source."""
+        return []
+
+    def pull_plan(self, name: str) -> PullPlan:
+        """The files that make up catalogue model ``name``."""
+        raise InvalidArgument(f"engine '{self.name}' has no model '{name}' to pull")
+
+    def import_model(self, source, name: str, staged) -> dict:
+        """Copy a local checkpoint/folder into ``staged`` (a folder) in loadable form.
+
+        Returns:
+            {"version", "licence", "description"} for the store's record.
+
+        Raises:
+            InvalidArgument / MediaError: ``source`` is not a model of this engine.
+        """
+        raise InvalidArgument(f"engine '{self.name}' cannot import models")
 
     def default_model(self) -> str:
         models = self.models()

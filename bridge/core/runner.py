@@ -70,10 +70,10 @@ class JobRunner:
         folder = Path(record.out_dir)
         if output.audio is not None:
             fmt = _format_for(record.params.get("format", "auto"), audios)
-            name = output_name(clip, record.engine, output.kind, OUTPUT_FORMATS[fmt][2])
+            name = output_name(clip, record.model or record.engine, output.kind, OUTPUT_FORMATS[fmt][2])
             path = write_audio_atomic(folder, name, output.audio, fmt, tag=record.id)
         else:
-            name = output_name(clip, record.engine, output.kind, output.suffix)
+            name = output_name(clip, record.model or record.engine, output.kind, output.suffix)
             path = write_bytes_atomic(folder, name, output.data or b"", tag=record.id)
         return {"path": str(path), "kind": output.kind, "size": path.stat().st_size,
                 "sha256": sha256_file(path)}

@@ -29,6 +29,7 @@ from .media import FileHasher, MediaRoots, check_writable_dir, copy_file_atomic,
 from .residency import Loaded, Residency
 from .runner import JobRunner
 from .scheduler import Scheduler, require
+from .store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class Service:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.roots = MediaRoots([*config.media_roots])
         self._writable = MediaRoots([*config.media_roots, config.outputs_dir])
+        self.models_store = ModelStore(config.state_dir / "models")
         self.registry = registry or Registry()
+        self.registry.bind_store(self.models_store)
         self.residency = residency or Residency(
             loader=self._load_model, unloader=self._unload_model, probe=device.probe,
             budget_bytes=config.memory_budget, default_keep_alive=config.keep_alive,
@@ -139,19 +142,8 @@ class Service:
         return self.registry.describe()
 
     def models(self) -> list[dict]:
-        resident = {m["name"]: m for m in self.residency.snapshot()}
-        out = []
-        for _, eng, _ in self.registry.describe():
-            for spec in (eng.models() if eng else []):
-                state = resident.get(spec.name, {})
-                out.append({"name": spec.name, "engine": eng.name, "version": spec.version,
-                            "size_bytes": spec.size_bytes, "licence": spec.licence,
-                            "description": spec.description, "installed": True,
-                            "state": str(state.get("state", "unloaded")),
-                            "refcount": state.get("refcount", 0),
-                            "keep_alive": state.get("keep_alive") or 0.0,
-                            "expires_at": state.get("expires_at") or 0.0})
-        return out
+        """Every model an engine can load (installed) or pull (catalogue), with residency."""
+        return model_rows(self.registry, self.residency.snapshot())
 
     def load_model(self, name: str, keep_alive: float | None = None) -> dict:
         self.registry.engine_for_model(name)
@@ -249,7 +241,8 @@ class Service:
         for item in meta["outputs"]:
             suffix = "." + item["name"].rsplit(".", 1)[-1]
             path = copy_file_atomic(self.cache.file(record.cache_key, item["file"]), folder,
-                                    output_name(clip, record.engine, item["kind"], suffix), tag=record.id)
+                                    output_name(clip, record.model or record.engine, item["kind"], suffix),
+                                    tag=record.id)
             outputs.append({**{k: item[k] for k in ("kind", "size", "sha256") if k in item},
                             "path": str(path)})
         now = time.time()
@@ -318,3 +311,31 @@ class Service:
     def _estimate(self, name: str) -> int:
         eng = self.registry.engine_for_model(name)
         return next((m.size_bytes for m in eng.models() if m.name == name), 0)
+
+
+def model_rows(registry, resident: list[dict]) -> list[dict]:
+    """Installed and pullable models of every engine, with their residency.
+
+    The daemon's ListModels and the CLI's offline `models list` share this.
+    """
+    by_name = {m["name"]: m for m in resident}
+    out = []
+    for _, eng, _ in registry.describe():
+        if eng is None:
+            continue
+        installed = eng.models()
+        for spec in installed:
+            out.append(_model_row(eng.name, spec.name, spec.version, spec.size_bytes, spec.licence,
+                                  spec.description, True, by_name))
+        names = {spec.name for spec in installed}
+        out += [_model_row(eng.name, name, "", 0, "", f"not installed: `studio-bridge models pull {name}`",
+                           False, by_name) for name in eng.catalogue() if name not in names]
+    return out
+
+
+def _model_row(engine, name, version, size, licence, description, installed, resident) -> dict:
+    state = resident.get(name, {})
+    return {"name": name, "engine": engine, "version": version, "size_bytes": size,
+            "licence": licence, "description": description, "installed": installed,
+            "state": str(state.get("state", "unloaded")), "refcount": state.get("refcount", 0),
+            "keep_alive": state.get("keep_alive") or 0.0, "expires_at": state.get("expires_at") or 0.0}

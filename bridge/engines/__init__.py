@@ -36,7 +36,8 @@ class EngineEntry:
 class Registry:
     """Finds engines by name and imports each once, lazily."""
 
-    def __init__(self, targets: dict[str, str] | None = None, plugins: bool = True):
+    def __init__(self, targets: dict[str, str] | None = None, plugins: bool = True, store=None):
+        self.store = store
         builtin = dict(targets if targets is not None else BUILTIN)
         self._entries = {name: EngineEntry(name, target, builtin=True) for name, target in builtin.items()}
         if plugins:
@@ -57,13 +58,21 @@ class Registry:
         entry = self._entries.get(name)
         if entry is None:
             raise NotFound(f"engine '{name}' does not exist; engines: {', '.join(self.names())}")
-        self._import(entry)
+        self._import(entry, self.store)
         if entry.engine is None:
             raise Unavailable(f"engine '{name}' cannot load: {entry.error}")
         return entry.engine
 
+    def bind_store(self, store) -> None:
+        """Give every engine (imported now or later) the model store."""
+        self.store = store
+        for entry in self._entries.values():
+            if entry.engine is not None:
+                entry.engine.store = store
+
     def add(self, engine: Engine) -> None:
         """Register an already-built engine (tests, embedding)."""
+        engine.store = self.store
         self._entries[engine.name] = EngineEntry(engine.name, "", engine=engine)
 
     def describe(self) -> list[tuple[str, Engine | None, str]]:
@@ -71,7 +80,7 @@ class Registry:
         out = []
         for name in self.names():
             entry = self._entries[name]
-            self._import(entry)
+            self._import(entry, self.store)
             out.append((name, entry.engine, entry.error))
         return out
 
@@ -86,14 +95,16 @@ class Registry:
         )
 
     @staticmethod
-    def _import(entry: EngineEntry) -> None:
+    def _import(entry: EngineEntry, store) -> None:
         with entry.lock:
             if entry.engine is not None or entry.error:
                 return
             module_name, _, class_name = entry.target.partition(":")
             try:
                 cls = getattr(importlib.import_module(module_name), class_name)
-                entry.engine = cls()
+                engine = cls()
+                engine.store = store
+                entry.engine = engine
             except Exception as exc:  # reported in describe(), never fatal
                 fix = (f"install its extra: pip install 'studio-bridge[{entry.name}]' "
                        f"(installers/setup.sh installs all)" if entry.builtin else

@@ -5,8 +5,10 @@ framing (a 4-byte length before each packet), which is what liblo speaks.
 
 Address space (in):
   /bridge/master ,sffs  path target_lufs ceiling_dbtp out_dir
+  /bridge/separate ,sss path model out_dir   ("" = the default model)
   /bridge/submit ,sss.. engine path out_dir [name value]...   any engine; a
-                        name that is one of the engine's inputs is a path
+                        name that is one of the engine's inputs is a path,
+                        "model" picks the model, anything else is a parameter
   /bridge/reply_port ,i port     replies to this host go to that UDP port
   /bridge/cancel ,s job_id
   /bridge/ping                   answered with /bridge/pong
@@ -58,7 +60,8 @@ class OscServer:
         self._lock = threading.Lock()
         host, port = split_host_port(addr, "--osc")
         dispatcher = Dispatcher()
-        for path, handler in (("/bridge/master", self._master), ("/bridge/submit", self._submit),
+        for path, handler in (("/bridge/master", self._master), ("/bridge/separate", self._separate),
+                              ("/bridge/submit", self._submit),
                               ("/bridge/reply_port", self._reply_port),
                               ("/bridge/cancel", self._cancel), ("/bridge/ping", self._ping)):
             dispatcher.map(path, handler, needs_reply_address=True)
@@ -98,6 +101,15 @@ class OscServer:
         except BridgeError as exc:
             self._error(sender, "", exc)
 
+    def _separate(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        try:
+            path, model, out_dir = _expect(args, "sss", address)
+            self._start_job(sender, "separate", {"audio": {"path": path}}, {}, out_dir, model=model)
+        except BridgeError as exc:
+            self._error(sender, "", exc)
+
     def _submit(self, sender, address, *args):
         if not self._allowed(sender):
             return
@@ -106,14 +118,16 @@ class OscServer:
                 raise InvalidArgument(
                     f"{address} takes engine path out_dir [name value]...; got {len(args)} arguments")
             engine, path, out_dir = (str(a) for a in args[:3])
-            inputs, params = {"audio": {"path": path}}, {}
+            inputs, params, model = {"audio": {"path": path}}, {}, ""
             input_names = {i.name for i in self.service.registry.get(engine).inputs}
             for name, value in zip(args[3::2], args[4::2]):
                 if str(name) in input_names:
                     inputs[str(name)] = {"path": str(value)}
+                elif str(name) == "model":
+                    model = str(value)
                 else:
                     params[str(name)] = value
-            self._start_job(sender, engine, inputs, params, out_dir)
+            self._start_job(sender, engine, inputs, params, out_dir, model=model)
         except BridgeError as exc:
             self._error(sender, "", exc)
 
@@ -141,12 +155,13 @@ class OscServer:
     def _unknown(self, sender, address, *args):
         if self._allowed(sender):
             self._error(sender, "", InvalidArgument(
-                f"unknown OSC address {address}; known: /bridge/master, /bridge/submit, "
+                f"unknown OSC address {address}; known: /bridge/master, /bridge/separate, /bridge/submit, "
                 f"/bridge/reply_port, /bridge/cancel, /bridge/ping"))
 
     # -- jobs -----------------------------------------------------------------------
-    def _start_job(self, sender, engine, inputs, params, out_dir) -> None:
-        record = self.service.submit(engine, inputs, params, out_dir, client=f"osc:{sender[0]}")
+    def _start_job(self, sender, engine, inputs, params, out_dir, model: str = "") -> None:
+        record = self.service.submit(engine, inputs, params, out_dir, model=model,
+                                     client=f"osc:{sender[0]}")
         self._send(sender, "/bridge/job", [record.id, engine])
         threading.Thread(target=self._follow, args=(sender, record.id), name="sb-osc-job",
                          daemon=True).start()
