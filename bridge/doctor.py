@@ -56,11 +56,18 @@ def _device() -> dict:
     return _check("device", "ok", detail)
 
 
-def _engines() -> list[dict]:
+def _registry():
+    from .core.store import ModelStore
     from .engines import Registry
 
+    registry = Registry()
+    registry.bind_store(ModelStore(state_dir_default() / "models"))
+    return registry
+
+
+def _engines() -> list[dict]:
     out = []
-    for name, engine, error in Registry().describe():
+    for name, engine, error in _registry().describe():
         if engine is None:
             out.append(_check(f"engine {name}", "warn", error, "install its extra (see README)"))
         else:
@@ -69,12 +76,15 @@ def _engines() -> list[dict]:
 
 
 def _models() -> dict:
-    from .engines import Registry
-
-    models = [m.name for _, e, _ in Registry().describe() if e for m in e.models()]
-    if not models:
-        return _check("weights", "ok", "no model engine installed yet; DSP engines need no weights")
-    return _check("weights", "ok", f"installed: {', '.join(models)}")
+    engines = [e for _, e, _ in _registry().describe() if e is not None and e.catalogue()]
+    installed = [m.name for e in engines for m in e.models() if m.size_bytes]
+    if not engines:
+        return _check("weights", "ok", "no model engine installed; DSP engines need no weights")
+    if not installed:
+        offered = ", ".join(n for e in engines for n in e.catalogue()[:3])
+        return _check("weights", "warn", "no model weights installed",
+                      f"pull one, e.g. `studio-bridge models pull {offered.split(', ')[0]}` ({offered}, ...)")
+    return _check("weights", "ok", f"installed: {', '.join(installed)}")
 
 
 def _state_dir() -> dict:
