@@ -60,8 +60,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # multi-GB CUDA build. Installing it first makes later extras reuse it.
 "${PIP[@]}" install torch==2.13.0
 
-EXTRAS="master,demo"
-[ "$DEV" = 1 ] && EXTRAS="master,demo,dev"
+EXTRAS="master,separate,demo"
+[ "$DEV" = 1 ] && EXTRAS="master,separate,demo,dev"
 "${PIP[@]}" install -e ".[${EXTRAS}]"
 
 echo "setup.sh: ready: $(.venv/bin/studio-bridge --version 2>/dev/null || echo studio-bridge) in .venv" >&2

@@ -69,7 +69,12 @@ def test_status_jobs_job_engines_models(daemon):
     master = next(e for e in engines if e["name"] == "master")
     preset = next(p for p in master["params"] if p["name"] == "preset")
     assert preset["choices"] == ["streaming", "apple", "ebu-r128", "atsc-a85"]
-    assert one_json(daemon.cli("models", "--json", check=True)) == {"models": []}
+    models = one_json(daemon.cli("models", "--json", check=True))["models"]
+    hpss = next(m for m in models if m["name"] == "hpss")
+    assert hpss["installed"] and hpss["engine"] == "separate" and not hpss["resident"]
+    assert "not a neural" in hpss["description"].lower() or "dsp" in hpss["description"].lower()
+    pullable = {m["name"] for m in models if not m["installed"]}
+    assert {"htdemucs", "htdemucs_ft", "htdemucs_6s"} <= pullable
 
 
 def test_repeat_request_is_served_from_the_cache(daemon):
