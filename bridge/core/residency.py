@@ -102,6 +102,7 @@ class ModelRecord:
     expires_at: float | None
     last_used: float
     load_seconds: float
+    loaded_at: float
     unload_on_release: bool
 
 
@@ -122,6 +123,7 @@ class _Entry:
         self.expires_at: float | None = None
         self.last_used = now
         self.load_seconds = 0.0
+        self.loaded_at = 0.0  # clock time the load finished: proves a model was not reloaded
         self.unload_on_release = False
         self.handle: Any = None
         self.error: BaseException | None = None
@@ -361,6 +363,7 @@ class Residency:
                 row = asdict(self._entries[name].record())
                 row["state"] = row["state"].value
                 row["last_used"] = wall + (row["last_used"] - now)
+                row["loaded_at"] = wall + (row["loaded_at"] - now) if row["loaded_at"] else 0.0
                 if row["expires_at"] is not None:
                     row["expires_at"] = wall + (row["expires_at"] - now)
                 out.append(row)
@@ -407,6 +410,7 @@ class Residency:
         with self._cond:
             entry.handle, entry.size_bytes = loaded.handle, int(loaded.size_bytes)
             entry.load_seconds = seconds
+            entry.loaded_at = self._clock()
             entry.state = ModelState.RESIDENT
             self._last_sizes[name] = entry.size_bytes
             self._cond.notify_all()

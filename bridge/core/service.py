@@ -338,4 +338,5 @@ def _model_row(engine, name, version, size, licence, description, installed, res
     return {"name": name, "engine": engine, "version": version, "size_bytes": size,
             "licence": licence, "description": description, "installed": installed,
             "state": str(state.get("state", "unloaded")), "refcount": state.get("refcount", 0),
-            "keep_alive": state.get("keep_alive") or 0.0, "expires_at": state.get("expires_at") or 0.0}
+            "keep_alive": state.get("keep_alive") or 0.0, "expires_at": state.get("expires_at") or 0.0,
+            "loaded_at": state.get("loaded_at") or 0.0, "load_seconds": state.get("load_seconds") or 0.0}

@@ -263,7 +263,7 @@ class ListEnginesResponse(_message.Message):
     def __init__(self, engines: _Optional[_Iterable[_Union[Engine, _Mapping]]] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "engine", "version", "state", "size_bytes", "installed", "refcount", "keep_alive", "expires_at", "licence", "description")
+    __slots__ = ("name", "engine", "version", "state", "size_bytes", "installed", "refcount", "keep_alive", "expires_at", "licence", "description", "loaded_at", "load_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +275,8 @@ class Model(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     LICENCE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     engine: str
     version: str
@@ -286,7 +288,9 @@ class Model(_message.Message):
     expires_at: float
     licence: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., size_bytes: _Optional[int] = ..., installed: _Optional[bool] = ..., refcount: _Optional[int] = ..., keep_alive: _Optional[float] = ..., expires_at: _Optional[float] = ..., licence: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    loaded_at: float
+    load_seconds: float
+    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., size_bytes: _Optional[int] = ..., installed: _Optional[bool] = ..., refcount: _Optional[int] = ..., keep_alive: _Optional[float] = ..., expires_at: _Optional[float] = ..., licence: _Optional[str] = ..., description: _Optional[str] = ..., loaded_at: _Optional[float] = ..., load_seconds: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

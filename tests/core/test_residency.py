@@ -369,11 +369,11 @@ def test_snapshot_contents(loader, clock):
     assert res.snapshot() == [
         {"name": "a", "state": "resident", "size_bytes": 2 * GIB, "refcount": 0,
          "keep_alive": -1.0, "expires_at": None, "last_used": 1_700_000_000.0 - 34,
-         "load_seconds": 4.0, "unload_on_release": False},
+         "load_seconds": 4.0, "loaded_at": 1_700_000_000.0 - 34, "unload_on_release": False},
         {"name": "b", "state": "resident", "size_bytes": GIB, "refcount": 0,
          "keep_alive": 60.0, "expires_at": 1_700_000_000.0 + 40,
          "last_used": 1_700_000_000.0 - 20, "load_seconds": 4.0,
-         "unload_on_release": False},
+         "loaded_at": 1_700_000_000.0 - 30, "unload_on_release": False},
     ]
     assert res.used_bytes() == 3 * GIB
     assert res.seconds_until_next_expiry() == pytest.approx(40)
