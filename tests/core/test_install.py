@@ -146,3 +146,30 @@ def test_import_registers_a_local_checkpoint_and_refuses_others(setup, tmp_path)
         install.import_path(store, registry, ckpt, name="../evil")
     assert [e.name for e in store.entries()] == ["my-toy"]
     assert store.remove("my-toy").name == "my-toy" and not (store.root / "my-toy").exists()
+
+
+def test_demucs_pull_asks_demucs_own_locations_and_checks_their_checksums(tmp_path, monkeypatch):
+    """The real separate engine's plan against a local origin serving the wrong bytes."""
+    from bridge.engines.demucs import SeparateEngine
+
+    files = {}
+    server = Origin(files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("STUDIO_BRIDGE_DEMUCS_URL", f"http://127.0.0.1:{server.server_address[1]}/demucs/")
+        engine = SeparateEngine()
+        plan = engine.pull_plan("htdemucs")
+        assert [f.filename for f in plan.files] == ["955717e8-8726e21a.th"]  # demucs's own listing
+        for remote in plan.files:
+            files[remote.url.split("/", 3)[3]] = b"not the published weights"
+        store = ModelStore(tmp_path / "models")
+        registry = Registry(targets={}, plugins=False)
+        registry.add(engine)
+        registry.bind_store(store)
+        with pytest.raises(InvalidArgument, match="expected 8726e21a"):
+            install.pull(store, registry, "htdemucs")
+        assert [path for path, _ in server.requests] == ["/demucs/hybrid_transformer/955717e8-8726e21a.th"]
+        assert store.entries() == []
+    finally:
+        server.shutdown()
+        server.server_close()
