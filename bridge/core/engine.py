@@ -159,9 +159,12 @@ class RunContext:
     ):
         self._progress = progress or (lambda fraction, stage: None)
         self._cancelled = cancelled or (lambda: False)
+        self._last = 0.0
 
     def progress(self, fraction: float, stage: str = "") -> None:
-        self._progress(min(max(float(fraction), 0.0), 1.0), stage)
+        """Report progress; it never goes backwards (passes that revisit work hold it)."""
+        self._last = max(self._last, min(max(float(fraction), 0.0), 1.0))
+        self._progress(self._last, stage)
 
     def check(self) -> None:
         """Raise Cancelled if the job was cancelled; call between chunks."""

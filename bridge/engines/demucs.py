@@ -267,7 +267,6 @@ class SeparateEngine(Engine):
         audio = inputs["audio"]
         groups = _groups(handle, params)
         started = time.monotonic()
-        ctx = _Monotonic(ctx)
         if handle.name == HPSS:
             outputs, report = self._run_hpss(audio, groups, ctx)
         else:
@@ -434,20 +433,6 @@ class _Separation:
             outputs.append(Output(kind, Audio(samples, audio.sample_rate, audio.subtype,
                                               audio.name)))
         return outputs
-
-
-class _Monotonic(RunContext):
-    """Progress that never goes backwards (shifts and bags revisit chunks)."""
-
-    def __init__(self, inner: RunContext):
-        self._inner, self._last = inner, 0.0
-
-    def progress(self, fraction: float, stage: str = "") -> None:
-        self._last = max(self._last, float(fraction))
-        self._inner.progress(self._last, stage)
-
-    def check(self) -> None:
-        self._inner.check()
 
 
 # -- loading -------------------------------------------------------------------

@@ -110,7 +110,6 @@ class MasterEngine(Engine):
         return resolve(values)
 
     def _run(self, handle, inputs, params, ctx: RunContext) -> RunResult:
-        ctx = _Monotonic(ctx)
         plan = params if "target_lufs" in params else resolve(params)
         audio = inputs["audio"]
         rate = int(audio.sample_rate)
@@ -181,20 +180,6 @@ class MasterEngine(Engine):
             samples = resample_poly(samples, ratio.numerator, ratio.denominator, axis=0)
             report["reference"]["resampled_to"] = rate
         return samples
-
-
-class _Monotonic(RunContext):
-    """Progress that never moves backwards (a re-level pass repeats stages)."""
-
-    def __init__(self, inner: RunContext):
-        self._inner, self._last = inner, 0.0
-
-    def progress(self, fraction: float, stage: str = "") -> None:
-        self._last = max(self._last, float(fraction))
-        self._inner.progress(self._last, stage)
-
-    def check(self) -> None:
-        self._inner.check()
 
 
 def _eq_and_glue(samples: np.ndarray, rate: int, lufs: float, glue: float) -> np.ndarray:
