@@ -382,7 +382,8 @@ class _Separation:
         core = max(-(-max(stride, fade) // stride) * stride,
                    round(self.window_seconds * h.samplerate / stride) * stride)
         spans = _spans(length, core, margin, fade)
-        out = torch.zeros(len(self.groups), mix.shape[0], length)
+        # One tensor per stem, so _restore can free each as soon as it is converted.
+        out = [torch.zeros(mix.shape[0], length) for _ in self.groups]
         rng = random.Random(self.seed)
         for number, (lo, hi, keep_lo, keep_hi, ramp_in, ramp_out) in enumerate(spans):
             self.ctx.check()
@@ -396,7 +397,7 @@ class _Separation:
             weight = _weights(keep_lo, keep_hi, ramp_in, ramp_out, fade)
             for g, (_, idx) in enumerate(self.groups):
                 part = est[0, idx].sum(0)[:, keep_lo - lo:keep_hi - lo] * std + len(idx) * mean
-                out[g, :, keep_lo:keep_hi] += part * weight if weight is not None else part
+                out[g][:, keep_lo:keep_hi] += part * weight if weight is not None else part
             del est
         return out, len(spans)
 
@@ -420,7 +421,7 @@ class _Separation:
         for g, (kind, _) in enumerate(self.groups):
             self.ctx.check()
             self.ctx.progress(0.9 + 0.1 * g / len(self.groups), "restoring")
-            stem = estimates[g]
+            stem, estimates[g] = estimates[g], None  # freed once converted: peak = stems once
             if audio.channels < stem.shape[0]:  # mono source: average back to mono
                 stem = stem.mean(0, keepdim=True)
             if audio.sample_rate != h.samplerate:
