@@ -138,3 +138,14 @@ def write_tone(path: Path, seconds: float = 3.0, rate: int = 48000, channels: in
     data = np.stack([mono * (1 - 0.1 * c) for c in range(channels)], axis=1)
     soundfile.write(str(path), data, rate, subtype=subtype)
     return path
+
+
+def wait_state(service, job_id: str, states, timeout: float = 60.0):
+    """Poll an in-process Service until the job reaches one of ``states``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.get_job(job_id)
+        if job.state in states:
+            return job
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_id} still {service.get_job(job_id).state}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 
 from bridge.core.engine import Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param, RunResult
 

@@ -22,7 +22,7 @@ from .blobs import BlobStore
 from .cache import ResultCache, cache_key
 from .config import Config
 from .engine import Engine, EngineKind
-from .errors import InvalidArgument, NotFound, PermissionDenied
+from .errors import InvalidArgument, NotFound
 from .jobs import JobBoard, JobRecord, JobState, JobStore, follow
 from .media import FileHasher, MediaRoots, check_writable_dir, copy_file_atomic, output_name, \
     remove_partials
@@ -84,14 +84,13 @@ class Service:
         eng = self.registry.get(engine)
         eng.check_inputs(list(inputs))
         values = eng.validate(params or {})
-        model = self._model_for(eng, model)
+        model, version = self._model_for(eng, model)
         hashes = {name: self._input_hash(ref) for name, ref in inputs.items()}
         folder = self._out_dir(out_dir)
         record = JobRecord(engine=engine, inputs=inputs, params=values, out_dir="",
                            model=model, keep_alive=keep_alive, no_cache=no_cache, client=client)
         record.out_dir = str(folder or self.config.outputs_dir / record.id)
-        record.cache_key = cache_key(engine, eng.version, model, self._model_version(eng, model),
-                                     hashes, values)
+        record.cache_key = cache_key(engine, eng.version, model, version, hashes, values)
         if not no_cache and self._serve_cached(record, eng):
             return record
         self._track(record)
@@ -190,22 +189,20 @@ class Service:
         self.store.close()
 
     # -- helpers ---------------------------------------------------------------
-    def _model_for(self, eng: Engine, model: str) -> str:
+    @staticmethod
+    def _model_for(eng: Engine, model: str) -> tuple[str, str]:
+        """(model name, model version) for a request; ("", "") for DSP engines."""
         if eng.kind is not EngineKind.MODEL:
             if model:
                 raise InvalidArgument(f"engine '{eng.name}' uses no model; leave model empty")
-            return ""
-        names = [m.name for m in eng.models()]
+            return "", ""
+        versions = {m.name: m.version for m in eng.models()}  # one look at the store
         model = model or eng.default_model()
-        if model not in names:
+        if model not in versions:
             raise NotFound(
                 f"model '{model}' is not installed for engine '{eng.name}'; installed: "
-                f"{', '.join(names) or 'none'}; get one with `studio-bridge models pull NAME`")
-        return model
-
-    @staticmethod
-    def _model_version(eng: Engine, model: str) -> str:
-        return next((m.version for m in eng.models() if m.name == model), "")
+                f"{', '.join(versions) or 'none'}; get one with `studio-bridge models pull NAME`")
+        return model, versions[model]
 
     def _input_path(self, ref: dict) -> Path:
         if ref.get("blob"):
@@ -300,17 +297,14 @@ class Service:
 
     # residency side effects: the real loader goes through the engine
     def _load_model(self, name: str) -> Loaded:
-        eng = self.registry.engine_for_model(name)
-        handle = eng.load(name, device.device_name())
-        size = next((m.size_bytes for m in eng.models() if m.name == name), 0)
-        return Loaded(handle, size)
+        eng, spec = self.registry.model_spec(name)
+        return Loaded(eng.load(name, device.device_name()), spec.size_bytes)
 
     def _unload_model(self, name: str, handle) -> None:
         self.registry.engine_for_model(name).unload(handle)
 
     def _estimate(self, name: str) -> int:
-        eng = self.registry.engine_for_model(name)
-        return next((m.size_bytes for m in eng.models() if m.name == name), 0)
+        return self.registry.model_spec(name)[1].size_bytes
 
 
 def model_rows(registry, resident: list[dict]) -> list[dict]:

@@ -87,13 +87,21 @@ class Registry:
 
     def engine_for_model(self, model: str) -> Engine:
         """The engine that owns ``model`` (model names are unique)."""
+        return self.model_spec(model)[0]
+
+    def model_spec(self, model: str):
+        """(engine, ModelSpec) of installed ``model``.
+
+        Raises:
+            NotFound: no engine has it installed; the message lists what is.
+        """
+        known = []
         for _, engine, _ in self.describe():
-            if engine and any(m.name == model for m in engine.models()):
-                return engine
-        known = [m.name for _, e, _ in self.describe() if e for m in e.models()]
-        raise NotFound(
-            f"model '{model}' is not known; models: {', '.join(known) or 'none'}"
-        )
+            for spec in (engine.models() if engine else ()):
+                if spec.name == model:
+                    return engine, spec
+                known.append(spec.name)
+        raise NotFound(f"model '{model}' is not known; models: {', '.join(known) or 'none'}")
 
     @staticmethod
     def _import(entry: EngineEntry, store) -> None:

@@ -15,7 +15,7 @@ from bridge.core.errors import Busy, InvalidArgument, NotFound, PermissionDenied
 from bridge.core.jobs import JobState
 from bridge.core.service import Service
 from bridge.engines import Registry
-from tests.conftest import write_tone
+from tests.conftest import wait_state, write_tone
 from tests.fakes import GainEngine, ModelGainEngine
 
 
@@ -34,16 +34,6 @@ def parts(media_dir):
     gain.gate.set()
     model.gate.set()
     service.close(timeout=2)
-
-
-def wait_state(service, job_id, states, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = service.get_job(job_id)
-        if job.state in states:
-            return job
-        time.sleep(0.01)
-    raise AssertionError(f"job {job_id} still {service.get_job(job_id).state}")
 
 
 def test_job_runs_through_states_and_writes_output(parts):

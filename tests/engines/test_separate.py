@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from bridge.core.store import ModelEntry, ModelStore  # noqa: E402
 from bridge.engines import Registry  # noqa: E402
 from bridge.engines import demucs as sep  # noqa: E402
 from bridge.engines.demucs import SeparateEngine  # noqa: E402
+from tests.conftest import wait_state as wait  # noqa: E402
 from tests.models import demucs_package, save_demucs_package, tiny_htdemucs, \
     write_tiny_demucs_repo  # noqa: E402
 
@@ -361,16 +361,6 @@ def service(media_dir, tiny_repo):
     eng._load = lambda model, device: loads.append(model) or real(model, device)
     yield svc, eng, loads, media
     svc.close(timeout=5)
-
-
-def wait(svc, job_id, states, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = svc.get_job(job_id)
-        if job.state in states:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} still {svc.get_job(job_id).state}")
 
 
 def test_service_writes_requested_stems_and_keeps_the_model_resident(service):

@@ -9,17 +9,13 @@ ebur128 filter (integrated loudness) and libebur128 (true peak).
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pyebur128
 import pytest
-import soundfile
 
 from tests import loudness
 from tests.conftest import running_daemon, write_tone

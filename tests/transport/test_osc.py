@@ -7,7 +7,6 @@ line-buffered output. Results are judged with libebur128 (pyebur128).
 
 from __future__ import annotations
 
-import math
 import queue
 import shlex
 import shutil
@@ -17,8 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pyebur128
 import pytest
 import soundfile
 from pythonosc.udp_client import SimpleUDPClient

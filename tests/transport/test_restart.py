@@ -12,7 +12,6 @@ Requirements checked here:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
