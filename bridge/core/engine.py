@@ -18,6 +18,8 @@ from .errors import Cancelled, InvalidArgument
 if TYPE_CHECKING:  # numpy is imported by the engines that need it, when they run
     import numpy as np
 
+    from .scratch import Scratch
+
 
 class EngineKind(str, enum.Enum):
     """How the scheduler runs an engine."""
@@ -150,16 +152,28 @@ class RunContext:
     Args:
         progress: called with (fraction 0..1, stage text).
         cancelled: returns True once the client has asked to stop.
+        scratch: where the job's big arrays go (``array(frames, channels)``);
+            by default everything stays in memory.
     """
 
     def __init__(
         self,
         progress: Callable[[float, str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        scratch: Scratch | None = None,
     ):
         self._progress = progress or (lambda fraction, stage: None)
         self._cancelled = cancelled or (lambda: False)
         self._last = 0.0
+        if scratch is None:
+            from .scratch import Scratch
+
+            scratch = Scratch()
+        self.scratch = scratch
+
+    def array(self, frames: int, channels: int) -> np.ndarray:
+        """A zeroed float32 (frames, channels) array; disk-backed when large."""
+        return self.scratch.array(frames, channels)
 
     def progress(self, fraction: float, stage: str = "") -> None:
         """Report progress; it never goes backwards (passes that revisit work hold it)."""

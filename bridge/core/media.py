@@ -19,8 +19,10 @@ from typing import Iterable
 
 from .engine import Audio
 from .errors import InvalidArgument, MediaError, NotFound, PermissionDenied
+from .scratch import Scratch
 
 MAX_CHANNELS = 8
+BLOCK_FRAMES = 1 << 16  # frames per read/write/check step on long files
 # The sample formats a host may ask for; value = soundfile (format, subtype).
 OUTPUT_FORMATS = {
     "wav16": ("WAV", "PCM_16", ".wav"),
@@ -59,8 +61,13 @@ class MediaRoots:
         )
 
 
-def read_audio(path: str | os.PathLike) -> Audio:
+def read_audio(path: str | os.PathLike, scratch: Scratch | None = None) -> Audio:
     """Decode an audio file into float32 frames x channels.
+
+    Args:
+        path: the file.
+        scratch: where a long file's samples go (a disk-backed array) instead
+            of RAM; None decodes into memory.
 
     Raises:
         NotFound: the file does not exist.
@@ -71,7 +78,7 @@ def read_audio(path: str | os.PathLike) -> Audio:
         raise NotFound(f"input file '{path}' does not exist; check the path")
     if path.stat().st_size == 0:
         raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
-    audio = _decode(path)
+    audio = _decode(path, scratch or Scratch())
     audio.name = path.stem
     check_audio(audio, str(path))
     return audio
@@ -88,31 +95,32 @@ def check_audio(audio: Audio, label: str) -> None:
         )
     import numpy as np
 
-    finite = np.isfinite(audio.samples)
-    if not finite.all():
-        frame = int(np.argwhere(~finite)[0][0])
-        raise MediaError(
-            f"'{label}' contains NaN or infinite samples (first at frame {frame}, "
-            f"{frame / audio.sample_rate:.3f} s); render it again from the source"
-        )
+    for start in range(0, audio.frames, BLOCK_FRAMES):  # blockwise: the file may be on disk
+        finite = np.isfinite(audio.samples[start:start + BLOCK_FRAMES])
+        if not finite.all():
+            frame = start + int(np.argwhere(~finite)[0][0])
+            raise MediaError(
+                f"'{label}' contains NaN or infinite samples (first at frame {frame}, "
+                f"{frame / audio.sample_rate:.3f} s); render it again from the source"
+            )
 
 
-def _decode(path: Path) -> Audio:
+def _decode(path: Path, scratch: Scratch) -> Audio:
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
         try:
-            return _decode_soundfile(path)
+            return _decode_soundfile(path, scratch)
         except MediaError:
             if path.suffix.lower() not in (".mp3", ".ogg"):
                 raise
-    return _decode_av(path)
+    return _decode_av(path, scratch)
 
 
-def _decode_soundfile(path: Path) -> Audio:
+def _decode_soundfile(path: Path, scratch: Scratch) -> Audio:
     import soundfile
 
     try:
         with soundfile.SoundFile(str(path)) as handle:
-            samples = handle.read(dtype="float32", always_2d=True)
+            samples = _read_blocks(handle, scratch)
             subtype = handle.subtype
             rate = handle.samplerate
             header = handle.extra_info
@@ -129,6 +137,19 @@ def _decode_soundfile(path: Path) -> Audio:
     audio = Audio(samples, int(rate), subtype=subtype)
     audio.warnings.extend(_truncation(path, header, audio))
     return audio
+
+
+def _read_blocks(handle, scratch: Scratch):
+    """All frames, read block by block into a (possibly disk-backed) array."""
+    out = scratch.array(handle.frames, handle.channels)
+    done = 0
+    while done < out.shape[0]:
+        got = handle.read(min(BLOCK_FRAMES, out.shape[0] - done), dtype="float32",
+                          always_2d=True, out=out[done:done + BLOCK_FRAMES])
+        if len(got) == 0:  # a header that promises more than the file holds
+            break
+        done += len(got)
+    return out[:done]
 
 
 # libsndfile's header log: "data : 288000 (should be 143978)" when the file ends early.
@@ -150,9 +171,8 @@ def _truncation(path: Path, header: str, audio: Audio) -> list[str]:
             f"for the whole of it"]
 
 
-def _decode_av(path: Path) -> Audio:
+def _decode_av(path: Path, scratch: Scratch) -> Audio:
     import av
-    import numpy as np
 
     try:
         with av.open(str(path)) as container:
@@ -160,11 +180,9 @@ def _decode_av(path: Path) -> Audio:
                 raise MediaError(f"'{path}' has no audio stream; pick an audio or video file with sound")
             stream = container.streams.audio[0]
             channels = stream.codec_context.channels
-            blocks = [
-                frame.to_ndarray().reshape(channels, -1) if frame.format.is_planar
-                else frame.to_ndarray().reshape(-1, channels).T
-                for frame in container.decode(stream)
-            ]
+            spool = scratch.spool(channels)
+            for frame in container.decode(stream):
+                spool.append(_frames_of(frame, channels))
             rate = stream.codec_context.sample_rate
     except MediaError:
         raise
@@ -173,12 +191,20 @@ def _decode_av(path: Path) -> Audio:
             f"cannot decode '{path}': {exc}; the file is corrupt, truncated or not "
             f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
         ) from None
-    if not blocks:
+    if not spool.frames:
         raise MediaError(f"'{path}' decodes to no audio frames; export the clip again")
-    samples = np.concatenate(blocks, axis=1).T
-    if samples.dtype.kind == "i":
-        samples = samples / float(np.iinfo(samples.dtype).max)
-    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate), subtype="")
+    return Audio(spool.array(), int(rate), subtype="")
+
+
+def _frames_of(frame, channels: int):
+    """One decoded PyAV frame as float32 (frames, channels)."""
+    import numpy as np
+
+    data = frame.to_ndarray()
+    data = data.reshape(channels, -1).T if frame.format.is_planar else data.reshape(-1, channels)
+    if data.dtype.kind == "i":
+        return data.astype(np.float32) / float(np.iinfo(data.dtype).max)
+    return data.astype(np.float32, copy=False)
 
 
 def ensure_writable_dir(folder: str | os.PathLike) -> Path:
@@ -233,22 +259,25 @@ def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24"
     into place, so readers see either nothing or the whole file, and an
     existing file is never replaced.
     """
+    container, subtype, _ = OUTPUT_FORMATS[fmt]
+    return _publish(folder, name, tag, lambda tmp: _write_blocks(tmp, audio, container, subtype))
+
+
+def _write_blocks(tmp: str, audio: Audio, container: str, subtype: str) -> None:
+    """Block by block, so a long (disk-backed) result is never copied whole."""
+    import numpy as np
     import soundfile
 
-    container, subtype, _ = OUTPUT_FORMATS[fmt]
-    samples = _dither_16(audio.samples) if subtype == "PCM_16" else audio.samples
-    return _publish(folder, name, tag, lambda tmp: soundfile.write(
-        tmp, samples, audio.sample_rate, subtype=subtype, format=container))
+    rng = np.random.default_rng(0)  # seeded: the same result is byte-identical (cache)
+    with soundfile.SoundFile(tmp, "w", audio.sample_rate, audio.channels, subtype=subtype,
+                             format=container) as handle:
+        for start in range(0, audio.frames, BLOCK_FRAMES):
+            block = audio.samples[start:start + BLOCK_FRAMES]
+            handle.write(_dither_16(block, rng) if subtype == "PCM_16" else block)
 
 
-def _dither_16(samples):
-    """TPDF dither at 16 bits: truncation distortion becomes benign noise.
-
-    Seeded, so the same result is byte-identical (the result cache relies on it).
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(0)
+def _dither_16(samples, rng):
+    """TPDF dither at 16 bits: truncation distortion becomes benign noise."""
     lsb = 1.0 / 32768.0
     noise = (rng.random(samples.shape) - rng.random(samples.shape)) * lsb
     return (samples + noise).astype(samples.dtype, copy=False)

@@ -18,21 +18,27 @@ from .errors import MediaError
 from .jobs import JobRecord
 from .media import OUTPUT_FORMATS, read_audio, write_audio_atomic, write_bytes_atomic, output_name, sha256_file
 from .residency import Residency
+from .scratch import Scratch, job_folder
 
 
 class JobRunner:
     """Callable the scheduler gives each job to."""
 
     def __init__(self, registry, residency: Residency, cache: ResultCache,
-                 resolve: Callable[[dict], Path]):
+                 resolve: Callable[[dict], Path], scratch_root: Path | None = None):
         self.registry, self.residency, self.cache = registry, residency, cache
         self._resolve = resolve  # input ref -> readable path (roots/blobs checked)
+        self._scratch_root = scratch_root  # long media go to disk here, per job
 
     def __call__(self, record: JobRecord, progress, cancelled) -> None:
+        folder = job_folder(self._scratch_root, record.id) if self._scratch_root else None
+        with Scratch(folder) as scratch:
+            self._run(record, RunContext(progress, cancelled, scratch))
+
+    def _run(self, record: JobRecord, ctx: RunContext) -> None:
         engine = self.registry.get(record.engine)
-        ctx = RunContext(progress, cancelled)
         ctx.progress(0.0, "reading input")
-        audios = self._read_inputs(record)
+        audios = self._read_inputs(record, ctx.scratch)
         ctx.check()
         try:
             result = self._run_engine(engine, record, audios, ctx)
@@ -50,10 +56,10 @@ class JobRunner:
         if record.cache_key:
             self.cache.put(record.cache_key, record.outputs, record.report)
 
-    def _read_inputs(self, record: JobRecord) -> dict[str, Audio]:
+    def _read_inputs(self, record: JobRecord, scratch: Scratch) -> dict[str, Audio]:
         audios = {}
         for name, ref in record.inputs.items():
-            audio = read_audio(self._resolve(ref))
+            audio = read_audio(self._resolve(ref), scratch)
             if ref.get("filename"):
                 audio.name = Path(ref["filename"]).stem
             audios[name] = audio

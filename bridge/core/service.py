@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from .. import __version__
 from ..engines import Registry
-from . import device
+from . import device, scratch
 from .blobs import BlobStore
 from .cache import ResultCache, cache_key
 from .config import Config
@@ -65,7 +65,10 @@ class Service:
         self.hasher = FileHasher()
         self._live: dict[str, JobRecord] = {}
         self._live_lock = threading.Lock()
-        runner = JobRunner(self.registry, self.residency, self.cache, self._input_path)
+        # A killed daemon's scratch arrays are garbage: no job runs yet.
+        scratch.clear(config.state_dir / "scratch")
+        runner = JobRunner(self.registry, self.residency, self.cache, self._input_path,
+                           scratch_root=config.state_dir / "scratch")
         self.scheduler = Scheduler(self.store, self.board, runner,
                                    capacity=config.queue_capacity, dsp_workers=config.dsp_workers)
         self._stop = threading.Event()
