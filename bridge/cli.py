@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--overlap", type=float, default=None, help="overlap between segments (0.25)")
     separate.add_argument("--shifts", type=int, default=None, help="random shifts averaged (1; 0 = none)")
     separate.add_argument("--seed", type=int, default=None, help="seed for the shifts (0)")
+    separate.add_argument("--segments-per-pass", type=int, default=None, metavar="N",
+                          help="segments per forward pass (0 = auto: 4 on CUDA, 1 on CPU)")
+    separate.add_argument("--precision", default=None, help="auto, float32 or half "
+                          "(auto = half on CUDA where the model allows, float32 on CPU)")
     separate.add_argument("--format", default=None, help="auto, wav16, wav24, float, flac16, flac24")
     separate.add_argument("--keep-alive", type=parse_duration, default=None,
                           help="keep the model loaded this long after the job (default 5m)")

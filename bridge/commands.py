@@ -217,7 +217,9 @@ def separate(args) -> dict:
     params = {k: v for k, v in (("stems", args.stems), ("two_stems", args.two_stems),
                                 ("segment", args.segment), ("overlap", args.overlap),
                                 ("shifts", args.shifts), ("seed", args.seed),
-                                ("format", args.format)) if v is not None}
+                                ("segments_per_pass", args.segments_per_pass),
+                                ("precision", args.precision), ("format", args.format))
+              if v is not None}
     return run_job(args, "separate", {"audio": args.input}, params, args.out, model=args.model,
                    keep_alive=args.keep_alive, no_cache=args.no_cache)
 

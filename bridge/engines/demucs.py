@@ -41,6 +41,8 @@ from ..core.engine import (Audio, Engine, EngineKind, InputSpec, ModelSpec, Outp
                            PullPlan, RemoteFile, RunContext, RunResult)
 from ..core.errors import Cancelled, InvalidArgument, MediaError, NotFound, Unavailable
 from . import hpss as hpss_dsp
+from ..dsp.resample import check_rates, resample_into, resampled_length
+from .demucs_batch import BatchPool
 
 ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
 URL_ENV = "STUDIO_BRIDGE_DEMUCS_URL"  # tests point pulls at a local HTTP server
@@ -71,6 +73,7 @@ HPSS_DESCRIPTION = (
 WINDOW_SECONDS = 60.0
 CROSSFADE_SECONDS = 1.0
 MAX_SHIFT_SECONDS = 0.5  # demucs.apply: shifts move the input by up to 0.5 s
+CUDA_BATCH = 4  # segments per forward pass on a GPU unless asked otherwise
 
 
 @dataclass
@@ -115,6 +118,13 @@ class SeparateEngine(Engine):
               "0 = off, fastest; each one more costs a full pass).", minimum=0, maximum=20),
         Param("seed", "int", 0, "Seed for the shifts' random offsets: same seed, same stems.",
               minimum=0, maximum=2 ** 32 - 1),
+        Param("segments_per_pass", "int", 0, "Segments stacked into one forward pass "
+              f"(0 = automatic: {CUDA_BATCH} on CUDA, 1 on CPU, where batching gains nothing).",
+              minimum=0, maximum=32),
+        Param("precision", "choice", "auto", "Arithmetic of the forward pass: 'auto' (half on "
+              "CUDA where the model allows it, float32 on CPU), 'float32', or 'half' (float16 "
+              "on CUDA, bfloat16 on CPU). A model that fails or overflows in half falls back "
+              "to float32, and the report says so.", choices=("auto", "float32", "half")),
     )
     inputs = (InputSpec("audio", description="The mix to separate."),)
     window_seconds = WINDOW_SECONDS  # instance-overridable (tests use short windows)
@@ -317,6 +327,11 @@ class _Separation:
         self.seed = int(params["seed"])
         self.segment = params.get("segment")
         self.window_seconds = window_seconds
+        cuda = handle.device.startswith("cuda")
+        self.batch = int(params.get("segments_per_pass") or (CUDA_BATCH if cuda else 1))
+        precision = params.get("precision") or "auto"
+        self.half = precision == "half" or (precision == "auto" and cuda)
+        self.precision = "half" if self.half else "float32"
         self.warnings: list[str] = []
 
     def run(self) -> tuple[list[Output], dict]:
@@ -335,44 +350,46 @@ class _Separation:
         needed = sorted({i for _, idx in self.groups for i in idx})
         model, members = _sub_bag(h.model, needed)
         with torch.inference_mode():
-            mix = self._prepare(torch)
-            ref = mix.mean(0)
-            mean, std = float(ref.mean()), float(ref.std()) + 1e-8
-            del ref
+            mix = self._prepare()
+            mean, std = _mix_stats(mix)
             estimates, windows = self._separate(torch, model, mix, mean, std, len(members))
             del mix
-            outputs = self._restore(torch, estimates)
+            outputs = self._restore(estimates)
         report = {"model": h.name, "sources": list(h.sources),
                   "stems": [kind for kind, _ in self.groups],
                   "segment": float(self.segment or h.segment), "overlap": self.overlap,
                   "shifts": self.shifts, "seed": self.seed, "device": h.device,
                   "windows": windows, "bag_members_run": len(members),
-                  "bag_members": h.members}
+                  "bag_members": h.members, "segments_per_pass": self.batch,
+                  "precision": self.precision}
         if h.samplerate != audio.sample_rate:
             report["resampled"] = f"{audio.sample_rate} Hz -> {h.samplerate} Hz -> back"
         if self.warnings:
             report["warnings"] = self.warnings
         return outputs, report
 
-    def _prepare(self, torch):
-        """The mix as (model channels, frames at the model's rate), float32."""
+    def _prepare(self):
+        """The mix at the model's rate, (frames, source channels); disk-backed when long."""
         h, audio = self.handle, self.audio
-        mix = torch.from_numpy(np.ascontiguousarray(audio.samples.T, dtype=np.float32))
-        if mix.shape[0] < h.audio_channels:  # mono into a stereo model: duplicate
-            mix = mix.expand(h.audio_channels, -1).contiguous()
-        if audio.sample_rate != h.samplerate:
-            self.ctx.progress(0.02, "resampling")
-            import julius
-
-            mix = julius.resample_frac(mix, int(audio.sample_rate), h.samplerate)
+        if audio.sample_rate == h.samplerate:
+            return audio.samples
+        try:
+            check_rates(audio.sample_rate, h.samplerate)
+        except ValueError as exc:
+            raise MediaError(f"audio at {audio.sample_rate} Hz cannot be separated by model "
+                             f"'{h.name}' ({h.samplerate} Hz): {exc}") from None
+        self.ctx.progress(0.01, "resampling")
+        mix = self.ctx.array(resampled_length(audio.frames, audio.sample_rate, h.samplerate),
+                             audio.channels)
+        resample_into(audio.samples, audio.sample_rate, h.samplerate, mix, check=self.ctx.check)
         return mix
 
     def _separate(self, torch, model, mix, mean, std, members):
-        """Run apply_model window by window; sum each group's sources."""
+        """Run apply_model window by window; crossfade each group's sum into its stem."""
         from demucs.apply import apply_model
 
         h = self.handle
-        length = mix.shape[-1]
+        length = mix.shape[0]
         segment = float(self.segment or h.segment)
         seg = int(h.samplerate * segment)
         stride = max(1, int((1 - self.overlap) * seg))
@@ -382,24 +399,42 @@ class _Separation:
         core = max(-(-max(stride, fade) // stride) * stride,
                    round(self.window_seconds * h.samplerate / stride) * stride)
         spans = _spans(length, core, margin, fade)
-        # One tensor per stem, so _restore can free each as soon as it is converted.
-        out = [torch.zeros(mix.shape[0], length) for _ in self.groups]
+        # At the model's rate; disk-backed when long, so only a window is in RAM.
+        out = [self.ctx.array(length, mix.shape[1]) for _ in self.groups]
         rng = random.Random(self.seed)
         for number, (lo, hi, keep_lo, keep_hi, ramp_in, ramp_out) in enumerate(spans):
             self.ctx.check()
-            chunk = ((mix[:, lo:hi] - mean) / std)[None]
+            chunk = torch.from_numpy(np.array(mix[lo:hi].T, dtype=np.float32, order="C"))
+            chunk = ((chunk.expand(h.audio_channels, -1) - mean) / std)[None]
             callback = self._callback(number, len(spans), hi - lo, members, stride)
+            pool = self._pool()
             with _seeded(rng):
                 est = apply_model(model, chunk, shifts=self.shifts, split=True,
                                   overlap=self.overlap, segment=self.segment, progress=False,
-                                  device=h.device, callback=callback)
+                                  device=h.device, callback=callback, pool=pool)
+            if pool is not None:  # a fallback to float32 holds for the rest of the job
+                self.half = pool.half
             del chunk
             weight = _weights(keep_lo, keep_hi, ramp_in, ramp_out, fade)
             for g, (_, idx) in enumerate(self.groups):
                 part = est[0, idx].sum(0)[:, keep_lo - lo:keep_hi - lo] * std + len(idx) * mean
-                out[g][:, keep_lo:keep_hi] += part * weight if weight is not None else part
+                if mix.shape[1] < part.shape[0]:  # mono source: average back to mono
+                    part = part.mean(0, keepdim=True)
+                if weight is not None:
+                    part = part * weight
+                out[g][keep_lo:keep_hi] += part.T.numpy()
             del est
         return out, len(spans)
+
+    def _pool(self):
+        """Segments for demucs's split loop, ``self.batch`` per forward pass."""
+        if self.batch == 1 and not self.half:
+            return None  # demucs's own one-at-a-time path, untouched
+
+        def fallback(reason: str) -> None:
+            self.precision = "float32"
+            self.warnings.append(f"{reason}; model '{self.handle.name}' ran in float32")
+        return BatchPool(self.batch, self.half, fallback)
 
     def _callback(self, number, count, length, members, stride):
         shifts = max(self.shifts, 1)
@@ -414,26 +449,34 @@ class _Separation:
             self.ctx.progress(0.05 + 0.85 * (number + min(done, 1.0)) / count, "separating")
         return callback
 
-    def _restore(self, torch, estimates) -> list[Output]:
-        """Back to the source's rate, exact length and channel count."""
+    def _restore(self, estimates) -> list[Output]:
+        """Back to the source's rate and exact length (channels already match)."""
         h, audio = self.handle, self.audio
         outputs = []
         for g, (kind, _) in enumerate(self.groups):
             self.ctx.check()
             self.ctx.progress(0.9 + 0.1 * g / len(self.groups), "restoring")
-            stem, estimates[g] = estimates[g], None  # freed once converted: peak = stems once
-            if audio.channels < stem.shape[0]:  # mono source: average back to mono
-                stem = stem.mean(0, keepdim=True)
+            stem, estimates[g] = estimates[g], None
             if audio.sample_rate != h.samplerate:
-                import julius
-
-                stem = julius.resample_frac(stem, h.samplerate, int(audio.sample_rate),
-                                            output_length=audio.frames)
-            stem = _fit(stem, audio.frames)
-            samples = stem.T.contiguous().numpy().astype(np.float32, copy=False)
-            outputs.append(Output(kind, Audio(samples, audio.sample_rate, audio.subtype,
+                back = self.ctx.array(audio.frames, audio.channels)
+                resample_into(stem, h.samplerate, audio.sample_rate, back, check=self.ctx.check)
+                stem = back
+            outputs.append(Output(kind, Audio(stem, audio.sample_rate, audio.subtype,
                                               audio.name)))
         return outputs
+
+
+def _mix_stats(mix) -> tuple[float, float]:
+    """Mean and standard deviation of the mono mix, as demucs normalises (blockwise)."""
+    total = squares = 0.0
+    count = mix.shape[0]
+    for start in range(0, count, 1 << 20):
+        ref = np.asarray(mix[start:start + (1 << 20)], dtype=np.float64).mean(1)
+        total += float(ref.sum())
+        squares += float(np.square(ref).sum())
+    mean = total / max(count, 1)
+    var = max(0.0, squares / max(count, 1) - mean * mean) * count / max(count - 1, 1)
+    return mean, math.sqrt(var) + 1e-8
 
 
 # -- loading -------------------------------------------------------------------
@@ -620,14 +663,6 @@ def _weights(keep_lo, keep_hi, ramp_in, ramp_out, fade):
     if ramp_out:
         weight[-fade:] = weight[-fade:] * ramp.flip(0)
     return weight
-
-
-def _fit(stem, frames: int):
-    if stem.shape[-1] >= frames:
-        return stem[..., :frames]
-    import torch
-
-    return torch.nn.functional.pad(stem, (0, frames - stem.shape[-1]))
 
 
 def _remote_dir() -> Path | None:

@@ -150,6 +150,38 @@ def test_long_files_run_in_bounded_windows_that_match_one_pass(engine, handle, m
         np.testing.assert_allclose(out, whole[stem], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("rate,channels", [(44100, 2), (48000, 1)])
+def test_long_files_stay_on_disk_and_give_the_same_stems(engine, handle, tmp_path, rate,
+                                                         channels):
+    from bridge.core.scratch import Scratch
+
+    samples = music(14.0, rate, channels, seed=9)
+    memory = by_kind(separate(engine, handle, samples, rate))
+    windowed = SeparateEngine()
+    windowed.store, windowed.window_seconds = engine.store, 5.0
+    with Scratch(tmp_path / "job", large_bytes=1) as scratch:  # every array on disk
+        made = []
+        real = scratch.array
+        scratch.array = lambda *shape: made.append(real(*shape)) or made[-1]
+        result = separate(windowed, handle, np.memmap(_saved(tmp_path, samples), np.float32,
+                                                      "r", shape=samples.shape),
+                          rate, ctx=RunContext(scratch=scratch))
+        # stems at the model's rate, plus (48 kHz) the resampled mix and stems back
+        assert len(made) == (4 if rate == 44100 else 9)
+        assert all(isinstance(a, np.memmap) for a in made)
+        assert result.report["windows"] > 1
+        for stem, out in by_kind(result).items():
+            assert isinstance(out, np.memmap) and out.shape == samples.shape
+            np.testing.assert_allclose(out, memory[stem], atol=1e-5, rtol=0)
+    assert not (tmp_path / "job").exists()
+
+
+def _saved(folder: Path, samples: np.ndarray) -> Path:
+    path = folder / "mix.f32"
+    samples.astype(np.float32).tofile(path)
+    return path
+
+
 def test_same_seed_gives_identical_stems_with_shifts(engine, handle):
     samples = music(1.5, seed=1)
     first = by_kind(separate(engine, handle, samples, 44100, shifts=1, seed=7))
@@ -161,6 +193,74 @@ def test_same_seed_gives_identical_stems_with_shifts(engine, handle):
 
 
 # -- stems ------------------------------------------------------------------------
+# -- several segments per forward pass, half precision --------------------------------
+def count_forwards(model):
+    """Batch size of each forward pass of a single model (a bag of one: its member)."""
+    model = model.models[0] if hasattr(model, "models") else model
+    calls = []
+    hook = model.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    return calls, hook
+
+
+def test_segments_batched_into_one_pass_give_demucs_own_stems(engine, handle):
+    samples = music(13.0, seed=4)  # 13 s at stride 3 s: 5 segments
+    calls, hook = count_forwards(handle.model)
+    try:
+        one = by_kind(separate(engine, handle, samples, 44100, shifts=1, seed=3))
+        single = list(calls)
+        calls.clear()
+        result = separate(engine, handle, samples, 44100, shifts=1, seed=3, segments_per_pass=3)
+    finally:
+        hook.remove()
+    assert single == [1] * 5 and calls == [3, 2]  # 5 segments: one batch of 3, one of 2
+    assert result.report["segments_per_pass"] == 3 and result.report["precision"] == "float32"
+    for stem, out in by_kind(result).items():
+        np.testing.assert_allclose(out, one[stem], atol=1e-5, rtol=0)
+
+
+def test_half_precision_runs_close_to_float32_and_says_so(engine, handle):
+    samples = music(5.0, seed=5)
+    full = by_kind(separate(engine, handle, samples, 44100))
+    half = separate(engine, handle, samples, 44100, precision="half", segments_per_pass=2)
+    assert half.report["precision"] == "half" and "warnings" not in half.report
+    for stem, out in by_kind(half).items():  # bfloat16 on CPU: ~3 significant digits
+        error = np.sqrt(np.mean((out - full[stem]) ** 2) / np.mean(full[stem] ** 2))
+        assert 0 < error < 0.05, (stem, error)
+
+
+def test_a_model_that_overflows_in_half_falls_back_to_float32(engine, handle, monkeypatch):
+    import copy
+
+    from bridge.engines import demucs_batch
+
+    # float16, as on CUDA (CPU autocast does float16 too), on a model whose first
+    # layers give activations past float16's 65504: finite in float32, inf in half.
+    monkeypatch.setattr(demucs_batch, "_autocast",
+                        lambda device: torch.autocast("cpu", dtype=torch.float16))
+    loud = copy.deepcopy(handle)
+    member = loud.model.models[0] if hasattr(loud.model, "models") else loud.model
+    with torch.no_grad():
+        member.encoder[0].conv.weight.mul_(1e5)
+        member.tencoder[0].conv.weight.mul_(1e5)
+    samples = music(5.0, seed=6)
+    full = by_kind(separate(engine, loud, samples, 44100, segments_per_pass=2))
+    result = separate(engine, loud, samples, 44100, precision="half", segments_per_pass=2)
+    assert result.report["precision"] == "float32"
+    assert result.report["warnings"] == [
+        "half precision gave non-finite values; model 'tiny' ran in float32"]
+    for stem, out in by_kind(result).items():
+        assert np.isfinite(out).all()
+        np.testing.assert_allclose(out, full[stem], atol=1e-5, rtol=0)
+
+
+def test_cancel_between_batches(engine, handle):
+    checks = []
+    ctx = RunContext(cancelled=lambda: checks.append(1) or len(checks) > 3)
+    with pytest.raises(Cancelled):
+        separate(engine, handle, music(12.0), 44100, ctx=ctx, segments_per_pass=2)
+    assert len(checks) == 4
+
+
 def test_stem_subset_and_two_stem_mode(engine, handle):
     samples = music(1.5, seed=2)
     full = by_kind(separate(engine, handle, samples, 44100))
