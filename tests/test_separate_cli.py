@@ -74,6 +74,16 @@ def test_two_stems(served):
     assert code == 0 and sorted(o["kind"] for o in job["outputs"]) == ["no_vocals", "vocals"]
 
 
+def test_batching_and_precision_reach_the_engine(served):
+    code, job = separate(served, "--model", "tiny", "--segments-per-pass", "2", "--precision",
+                         "half", "--out", str(served.media / "half"))
+    assert code == 0, job
+    assert job["report"]["segments_per_pass"] == 2 and job["report"]["precision"] == "half"
+    code, job = separate(served, "--model", "tiny", "--precision", "quarter", "--out",
+                         str(served.media / "q"))
+    assert code == 1 and "allowed: auto, float32, half" in job["error"]["message"]
+
+
 def test_unknown_model_and_stem_say_what_exists(served):
     code, job = separate(served, "--model", "htdemux", "--out", str(served.media / "x"))
     assert code == 1 and job["error"]["code"] == "not_found"

@@ -307,11 +307,10 @@ class SeparateEngine(Engine):
             ctx.check()
             ctx.progress(0.05 + 0.9 * fraction, "separating")
 
-        harmonic, percussive = hpss_dsp.hpss(audio.samples, audio.sample_rate, progress)
-        parts = [harmonic, percussive]  # in hpss_dsp.STEMS order
-        outputs = [Output(kind, Audio(sum(parts[i] for i in idx).astype(np.float32),
-                                      audio.sample_rate, audio.subtype, audio.name))
-                   for kind, idx in groups]
+        parts = hpss_dsp.hpss(audio.samples, audio.sample_rate, progress, ctx.array)
+        # Two parts: every group is one of them (no_harmonic is the percussive part).
+        outputs = [Output(kind, Audio(parts[idx[0]], audio.sample_rate, audio.subtype,
+                                      audio.name)) for kind, idx in groups]
         report = {"model": HPSS, "method": "median-filtering HPSS (DSP, not neural)",
                   "sources": list(hpss_dsp.STEMS), "stems": [k for k, _ in groups],
                   "device": "cpu"}

@@ -30,8 +30,8 @@ def stft_size(rate: int) -> int:
     return int(2 ** round(np.log2(max(rate, 1000) * 0.093)))
 
 
-def hpss(samples: np.ndarray, rate: int,
-         progress: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def hpss(samples: np.ndarray, rate: int, progress: Callable[[float], None] | None = None,
+         alloc: Callable[[int, int], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Split ``samples`` (frames, channels) into harmonic and percussive parts.
 
     Args:
@@ -39,6 +39,8 @@ def hpss(samples: np.ndarray, rate: int,
         rate: sample rate in Hz (sets the STFT size and filter lengths).
         progress: called with 0..1 after each block and channel; may raise
             (e.g. the job's ``Cancelled``) to stop between blocks.
+        alloc: makes each zeroed (frames, channels) float32 output array (a
+            job's disk-backed scratch for long files); default ``np.zeros``.
 
     Returns:
         (harmonic, percussive), float32 arrays shaped like ``samples``;
@@ -54,8 +56,8 @@ def hpss(samples: np.ndarray, rate: int,
     # kernel of frames plus a frame on each side, rounded up to whole hops.
     margin = (time_kernel // 2 + 2) * hop + n_fft
     core = max(hop, int(BLOCK_SECONDS * rate) // hop * hop)
-    harmonic = np.zeros_like(samples)
-    percussive = np.zeros_like(samples)
+    alloc = alloc or (lambda n, c: np.zeros((n, c), dtype=np.float32))
+    harmonic, percussive = alloc(frames, channels), alloc(frames, channels)
     starts = list(range(0, max(frames, 1), core))
     total = len(starts) * channels
     done = 0
