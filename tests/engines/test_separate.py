@@ -182,6 +182,12 @@ def _saved(folder: Path, samples: np.ndarray) -> Path:
     return path
 
 
+def test_a_rate_sharing_no_factor_with_the_models_is_refused_clearly(engine, handle):
+    with pytest.raises(MediaError, match=r"audio at 44099 Hz cannot be separated by model 'tiny' "
+                                         r"\(44100 Hz\): .*convert the file to a standard rate"):
+        separate(engine, handle, music(0.5, 44099), 44099)
+
+
 def test_same_seed_gives_identical_stems_with_shifts(engine, handle):
     samples = music(1.5, seed=1)
     first = by_kind(separate(engine, handle, samples, 44100, shifts=1, seed=7))
