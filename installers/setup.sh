@@ -60,8 +60,14 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # multi-GB CUDA build. Installing it first makes later extras reuse it.
 "${PIP[@]}" install torch==2.13.0
 
-EXTRAS="master,separate,demo"
-[ "$DEV" = 1 ] && EXTRAS="master,separate,demo,dev"
-"${PIP[@]}" install -e ".[${EXTRAS}]"
+EXTRAS="master,separate,generate,demo"
+[ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev"
+"${PIP[@]}" install -c installers/constraints.txt -e ".[${EXTRAS}]"
+
+# audiocraft 1.3.0's metadata pins torch 2.1, xformers<0.0.23 and av 11 (an old
+# CUDA torch and a source build of av); its real needs on current torch are the
+# `generate` extra above. So audiocraft itself goes in without its pins.
+# `studio-bridge doctor` checks that it imports.
+"${PIP[@]}" install -c installers/constraints.txt --no-deps audiocraft==1.3.0
 
 echo "setup.sh: ready: $(.venv/bin/studio-bridge --version 2>/dev/null || echo studio-bridge) in .venv" >&2

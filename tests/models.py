@@ -97,3 +97,109 @@ def write_tiny_demucs_repo(folder, name="tiny", sources=("drums", "bass", "other
             "[" + ", ".join(f"{float(w)!r}" for w in row) + "]" for row in weights) + "]")
     (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n")
     return folder
+
+
+# -- MusicGen (audiocraft) ----------------------------------------------------------
+MUSICGEN_RATE = 32000
+_N_Q, _BINS, _DIM = 4, 256, 64  # 4 codebooks as released; >= 250 bins for top_k=250
+
+
+def _musicgen_compression_cfg() -> dict:
+    """EnCodec at 32 kHz, hop 8*5*4*4 = 640 (50 Hz frames, as released), but tiny."""
+    seanet = {"dimension": 16, "channels": 1, "causal": False, "n_filters": 4,
+              "n_residual_layers": 1, "ratios": [8, 5, 4, 4], "activation": "ELU",
+              "activation_params": {"alpha": 1.0}, "norm": "weight_norm", "norm_params": {},
+              "kernel_size": 7, "residual_kernel_size": 3, "last_kernel_size": 7,
+              "dilation_base": 2, "pad_mode": "constant", "true_skip": True, "compress": 2,
+              "lstm": 1, "disable_norm_outer_blocks": 0, "encoder": {},
+              "decoder": {"trim_right_ratio": 1.0, "final_activation": None,
+                          "final_activation_params": None}}
+    # kmeans_init False: untrained k-means codebooks would stay all zeros (silence)
+    rvq = {"n_q": _N_Q, "q_dropout": False, "bins": _BINS, "decay": 0.99, "kmeans_init": False,
+           "kmeans_iters": 50, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0,
+           "orthogonal_reg_active_codes_only": False}
+    return {"device": "cpu", "sample_rate": MUSICGEN_RATE, "channels": 1,
+            "compression_model": "encodec",
+            "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": MUSICGEN_RATE,
+                        "channels": 1, "causal": False, "renormalize": False},
+            "seanet": seanet, "rvq": rvq, "no_quant": {}}
+
+
+def _musicgen_lm_cfg(melody: bool, layers: int, dim: int, heads: int) -> dict:
+    """audiocraft's musicgen_lm config with a lut/noop text conditioner (no download)."""
+    description = {"model": "lut", "lut": {"n_bins": 1024, "dim": dim, "tokenizer": "noop"}}
+    if melody:  # as chroma2music: the melody's chroma is prepended
+        conditioners = {"self_wav": {"model": "chroma_stem", "chroma_stem": {
+            "sample_rate": MUSICGEN_RATE, "n_chroma": 12, "radix2_exp": 14, "argmax": True,
+            "match_len_on_eval": False, "eval_wavs": None, "n_eval_wavs": 100,
+            "cache_path": None}}, "description": description}
+        fuse = {"prepend": ["self_wav", "description"], "cross": []}
+        dropout = {"args": {"active_on_eval": False}, "text": {}, "wav": {"self_wav": 0.5}}
+    else:
+        conditioners = {"description": description}
+        fuse = {"prepend": [], "cross": ["description"]}
+        dropout = {}
+    transformer = {
+        "dim": dim, "num_heads": heads, "num_layers": layers, "hidden_scale": 4, "n_q": _N_Q,
+        "card": _BINS, "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True,
+        "bias_ff": False, "bias_attn": False, "bias_proj": False, "past_context": None,
+        "causal": True, "custom": False, "memory_efficient": True,  # as the released configs
+        "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
+        "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
+        "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
+        "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
+        "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False}
+    return {
+        "device": "cpu", "dtype": "float32", "sample_rate": MUSICGEN_RATE, "channels": 1,
+        "compression_model_n_q": None, "dataset": {"segment_duration": 30},
+        "lm_model": "transformer_lm",
+        "codebooks_pattern": {"modeling": "delay", "delay": {
+            "delays": list(range(_N_Q)), "flatten_first": 0, "empty_initial": 0}},
+        "transformer_lm": transformer,
+        "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
+        "attribute_dropout": dropout,
+        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1,
+                  "sum": [], "input_interpolate": [], **fuse},
+        "conditioners": conditioners,
+    }
+
+
+def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, layers: int = 2,
+                        dim: int = _DIM, heads: int = 4) -> Path:
+    """A random MusicGen in audiocraft's released checkpoint format.
+
+    ``state_dict.bin`` and ``compression_state_dict.bin``, each
+    ``torch.save({'best_state', 'xp.cfg' (OmegaConf YAML), 'version', 'exported'})``,
+    built with audiocraft's own builders and loaded by ``MusicGen.get_pretrained(folder)``.
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from bridge.engines.audiocraft_compat import import_musicgen
+
+    import_musicgen()
+    import audiocraft
+    from audiocraft.models import builders
+
+    import demucs.pretrained
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    real = demucs.pretrained.get_model
+    # A melody conditioner builds demucs's 'htdemucs' (not saved in the checkpoint):
+    # a tiny one here; the engine serves it from the model store when loading.
+    demucs.pretrained.get_model = lambda name, repo=None: tiny_htdemucs()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            compression_cfg = OmegaConf.create(_musicgen_compression_cfg())
+            compression = builders.get_compression_model(compression_cfg)
+            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, layers, dim, heads))
+            lm = builders.get_lm_model(lm_cfg)
+    finally:
+        demucs.pretrained.get_model = real
+    for name, model, cfg in (("compression_state_dict.bin", compression, compression_cfg),
+                             ("state_dict.bin", lm, lm_cfg)):
+        torch.save({"best_state": model.state_dict(), "xp.cfg": OmegaConf.to_yaml(cfg),
+                    "version": audiocraft.__version__, "exported": True}, folder / name)
+    return folder

@@ -144,6 +144,7 @@ class Output:
 class RunResult:
     outputs: list[Output]
     report: dict = field(default_factory=dict)
+    name: str = ""  # names the outputs when no input clip does (e.g. a prompt's slug)
 
 
 class RunContext:

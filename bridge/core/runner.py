@@ -46,7 +46,7 @@ class JobRunner:
             raise _naming_file(exc, record) from None
         ctx.check()  # a cancel during the last chunk still writes nothing
         ctx.progress(1.0, "writing output")
-        clip = audios[engine.inputs[0].name].name
+        clip = result.name or _clip_name(engine, audios)
         record.outputs = [self._write(o, record, clip, audios) for o in result.outputs]
         record.report = result.report
         warnings = [w for audio in audios.values() for w in audio.warnings]
@@ -85,12 +85,20 @@ class JobRunner:
                 "sha256": sha256_file(path)}
 
 
+def _clip_name(engine: Engine, audios: dict[str, Audio]) -> str:
+    """The first input clip's name (its file's stem), for output names."""
+    for spec in engine.inputs:
+        if spec.name in audios:
+            return audios[spec.name].name
+    return engine.name
+
+
 def _format_for(requested: str, audios: dict[str, Audio]) -> str:
     """"auto": float sources stay float; everything else becomes 24-bit WAV."""
     if requested != "auto":
         return requested
-    first = next(iter(audios.values()))
-    return "float" if first.subtype in ("FLOAT", "DOUBLE") else "wav24"
+    first = next(iter(audios.values()), None)
+    return "float" if first is not None and first.subtype in ("FLOAT", "DOUBLE") else "wav24"
 
 
 def _naming_file(exc: MediaError, record: JobRecord) -> MediaError:

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "studio_bridge.engines"
 BUILTIN = {
     "master": "bridge.engines.master:MasterEngine",
     "separate": "bridge.engines.demucs:SeparateEngine",
+    "generate": "bridge.engines.musicgen:GenerateEngine",
 }
 
 
