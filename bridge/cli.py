@@ -137,6 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep the model loaded this long after the job (default 5m)")
     separate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
+    generate = command("generate", commands.generate, "make music from a prompt (MusicGen), "
+                       "tempo-locked to whole bars")
+    generate.add_argument("prompt", help="what to generate, e.g. 'warm rhodes chords, lo-fi'")
+    generate.add_argument("--out", required=True, help="folder for the result (created if missing)")
+    generate.add_argument("--model", default="", help="musicgen-small, musicgen-melody, ... "
+                          "(default: musicgen-small if installed); see `studio-bridge models`")
+    generate.add_argument("--bpm", type=float, default=None, help="tempo: with --bars, exact bars")
+    generate.add_argument("--bars", type=int, default=None, help="whole bars to generate")
+    generate.add_argument("--beats-per-bar", type=int, default=None, help="time signature (4)")
+    generate.add_argument("--loop", action="store_true", default=None,
+                          help="loopable: the end runs into the start without a click")
+    generate.add_argument("--duration", type=float, default=None,
+                          help="seconds, when no --bpm/--bars (10)")
+    generate.add_argument("--variations", type=int, default=None, help="how many, in one batch (1)")
+    clip = generate.add_mutually_exclusive_group()
+    clip.add_argument("--melody", default=None, metavar="FILE",
+                      help="follow this clip's melody (melody models)")
+    clip.add_argument("--continue", dest="continue_from", default=None, metavar="FILE",
+                      help="continue from this clip; the result is what follows it")
+    generate.add_argument("--seed", type=int, default=None, help="same seed, same music "
+                          "(default: random, reported)")
+    generate.add_argument("--temperature", type=float, default=None, help="sampling temperature (1.0)")
+    generate.add_argument("--top-k", type=int, default=None, help="top-k sampling (250; 0 = off)")
+    generate.add_argument("--top-p", type=float, default=None, help="nucleus sampling (0 = off)")
+    generate.add_argument("--cfg", type=float, default=None, help="prompt guidance (3.0)")
+    generate.add_argument("--sample-rate", type=int, default=None,
+                          help="output rate in Hz (default: the clip's, else 48000)")
+    generate.add_argument("--format", default=None, help="auto, wav16, wav24, float, flac16, flac24")
+    generate.add_argument("--keep-alive", type=parse_duration, default=None,
+                          help="keep the model loaded this long after the job (default 5m)")
+    generate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+
     demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
     demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")
     demo.add_argument("--seconds", type=float, default=12.0)

@@ -224,6 +224,16 @@ def separate(args) -> dict:
                    keep_alive=args.keep_alive, no_cache=args.no_cache)
 
 
+def generate(args) -> dict:
+    names = ("bpm", "bars", "beats_per_bar", "loop", "duration", "variations", "seed",
+             "temperature", "top_k", "top_p", "cfg", "sample_rate", "format")
+    params = {"prompt": args.prompt,
+              **{k: getattr(args, k) for k in names if getattr(args, k) is not None}}
+    inputs = {k: v for k, v in (("melody", args.melody), ("continue", args.continue_from)) if v}
+    return run_job(args, "generate", inputs, params, args.out, model=args.model,
+                   keep_alive=args.keep_alive, no_cache=args.no_cache)
+
+
 def demo(args) -> dict:
     from .demo import run_demo
 

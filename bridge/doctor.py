@@ -16,7 +16,7 @@ from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, default_
 
 
 def run_checks(addr: str | None = None, token: str | None = None) -> dict:
-    checks = [_python(), _ffmpeg(), _device(), *_engines(), _models(), _state_dir(),
+    checks = [_python(), _ffmpeg(), _device(), *_engines(), _audiocraft(), _models(), _state_dir(),
               _daemon(addr, token), *_ports()]
     failed = [c for c in checks if c["status"] == "fail"]
     result = {"ok": not failed, "checks": checks}
@@ -73,6 +73,31 @@ def _engines() -> list[dict]:
         else:
             out.append(_check(f"engine {name}", "ok", f"{engine.kind.value}, version {engine.version}"))
     return out
+
+
+def _audiocraft() -> dict:
+    """audiocraft is installed --no-deps beside a torch it does not name: prove it imports."""
+    import importlib.metadata as meta
+
+    fix = "run installers/setup.sh (it installs audiocraft 1.3.0 --no-deps with its real needs)"
+    try:
+        version = meta.version("audiocraft")
+    except meta.PackageNotFoundError:
+        return _check("audiocraft", "warn", "not installed: the generate engine cannot load "
+                      "models", fix)
+    try:
+        from .engines.audiocraft_compat import import_musicgen, uses_stand_in
+
+        import_musicgen()
+    except Exception as exc:  # any import failure is the finding itself
+        return _check("audiocraft", "fail", f"audiocraft {version} does not import: "
+                      f"{type(exc).__name__}: {exc}", fix)
+    import torch
+
+    torchaudio = "stand-in (no torchaudio build loads beside this torch)" if uses_stand_in() \
+        else "real torchaudio"
+    return _check("audiocraft", "ok", f"audiocraft {version} imports with torch "
+                  f"{torch.__version__}; torchaudio: {torchaudio}")
 
 
 def _models() -> dict:

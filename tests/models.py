@@ -104,18 +104,27 @@ MUSICGEN_RATE = 32000
 _N_Q, _BINS, _DIM = 4, 256, 64  # 4 codebooks as released; >= 250 bins for top_k=250
 
 
-def _musicgen_compression_cfg() -> dict:
-    """EnCodec at 32 kHz, hop 8*5*4*4 = 640 (50 Hz frames, as released), but tiny."""
-    seanet = {"dimension": 16, "channels": 1, "causal": False, "n_filters": 4,
+# musicgen-small's shapes (audiocraft's released config): compute equals the real model's
+SMALL = {"layers": 24, "dim": 1024, "heads": 16, "bins": 2048, "seanet_dim": 128,
+         "filters": 64, "lstm": 2}
+TINY = {"layers": 2, "dim": _DIM, "heads": 4, "bins": _BINS, "seanet_dim": 16, "filters": 4,
+        "lstm": 1}
+
+
+def _musicgen_compression_cfg(size: dict) -> dict:
+    """EnCodec at 32 kHz, hop 8*5*4*4 = 640 (50 Hz frames, as released)."""
+    seanet = {"dimension": size["seanet_dim"], "channels": 1, "causal": False,
+              "n_filters": size["filters"],
               "n_residual_layers": 1, "ratios": [8, 5, 4, 4], "activation": "ELU",
               "activation_params": {"alpha": 1.0}, "norm": "weight_norm", "norm_params": {},
               "kernel_size": 7, "residual_kernel_size": 3, "last_kernel_size": 7,
               "dilation_base": 2, "pad_mode": "constant", "true_skip": True, "compress": 2,
-              "lstm": 1, "disable_norm_outer_blocks": 0, "encoder": {},
+              "lstm": size["lstm"], "disable_norm_outer_blocks": 0, "encoder": {},
               "decoder": {"trim_right_ratio": 1.0, "final_activation": None,
                           "final_activation_params": None}}
     # kmeans_init False: untrained k-means codebooks would stay all zeros (silence)
-    rvq = {"n_q": _N_Q, "q_dropout": False, "bins": _BINS, "decay": 0.99, "kmeans_init": False,
+    rvq = {"n_q": _N_Q, "q_dropout": False, "bins": size["bins"], "decay": 0.99,
+           "kmeans_init": False,
            "kmeans_iters": 50, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0,
            "orthogonal_reg_active_codes_only": False}
     return {"device": "cpu", "sample_rate": MUSICGEN_RATE, "channels": 1,
@@ -125,8 +134,9 @@ def _musicgen_compression_cfg() -> dict:
             "seanet": seanet, "rvq": rvq, "no_quant": {}}
 
 
-def _musicgen_lm_cfg(melody: bool, layers: int, dim: int, heads: int) -> dict:
+def _musicgen_lm_cfg(melody: bool, size: dict) -> dict:
     """audiocraft's musicgen_lm config with a lut/noop text conditioner (no download)."""
+    layers, dim, heads = size["layers"], size["dim"], size["heads"]
     description = {"model": "lut", "lut": {"n_bins": 1024, "dim": dim, "tokenizer": "noop"}}
     if melody:  # as chroma2music: the melody's chroma is prepended
         conditioners = {"self_wav": {"model": "chroma_stem", "chroma_stem": {
@@ -141,7 +151,7 @@ def _musicgen_lm_cfg(melody: bool, layers: int, dim: int, heads: int) -> dict:
         dropout = {}
     transformer = {
         "dim": dim, "num_heads": heads, "num_layers": layers, "hidden_scale": 4, "n_q": _N_Q,
-        "card": _BINS, "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True,
+        "card": size["bins"], "dropout": 0.0, "emb_lr": None, "activation": "gelu", "norm_first": True,
         "bias_ff": False, "bias_attn": False, "bias_proj": False, "past_context": None,
         "causal": True, "custom": False, "memory_efficient": True,  # as the released configs
         "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
@@ -164,9 +174,9 @@ def _musicgen_lm_cfg(melody: bool, layers: int, dim: int, heads: int) -> dict:
     }
 
 
-def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, layers: int = 2,
-                        dim: int = _DIM, heads: int = 4) -> Path:
-    """A random MusicGen in audiocraft's released checkpoint format.
+def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict = TINY) -> Path:
+    """A random MusicGen in audiocraft's released checkpoint format (``size=SMALL``:
+    musicgen-small's shapes, for benchmarks).
 
     ``state_dict.bin`` and ``compression_state_dict.bin``, each
     ``torch.save({'best_state', 'xp.cfg' (OmegaConf YAML), 'version', 'exported'})``,
@@ -192,9 +202,9 @@ def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, layers: int
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            compression_cfg = OmegaConf.create(_musicgen_compression_cfg())
+            compression_cfg = OmegaConf.create(_musicgen_compression_cfg(size))
             compression = builders.get_compression_model(compression_cfg)
-            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, layers, dim, heads))
+            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, size))
             lm = builders.get_lm_model(lm_cfg)
     finally:
         demucs.pretrained.get_model = real

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import ROOT, write_tone
+from tests.conftest import ROOT, write_tone
 
 READABLE = "WAV, FLAC, AIFF"  # part of the "readable formats" hint on decode errors
 

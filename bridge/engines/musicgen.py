@@ -22,6 +22,7 @@ import hashlib
 import secrets
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,9 @@ class GenerateEngine(Engine):
     def _load_folder(self, name: str, folder: Path, device: str) -> Handle:
         musicgen = _import_musicgen()
         try:
-            with self._stem_model_from_store():
+            with self._stem_model_from_store(), warnings.catch_warnings():
+                # audiocraft's EnCodec uses torch's older weight_norm; it works, it warns
+                warnings.filterwarnings("ignore", ".*weight_norm.*deprecated", FutureWarning)
                 net = musicgen.MusicGen.get_pretrained(str(folder), device=device)
         except (MemoryError, Unavailable, NotFound):
             raise

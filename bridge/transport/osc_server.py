@@ -6,6 +6,9 @@ framing (a 4-byte length before each packet), which is what liblo speaks.
 Address space (in):
   /bridge/master ,sffs  path target_lufs ceiling_dbtp out_dir
   /bridge/separate ,sss path model out_dir   ("" = the default model)
+  /bridge/generate ,sffs.. prompt bpm bars out_dir [name value]...   tempo-locked
+                        music (bpm 0 = no tempo lock); names as for submit, e.g.
+                        model, seed, loop (1/0), variations, melody PATH, continue PATH
   /bridge/submit ,sss.. engine path out_dir [name value]...   any engine; a
                         name that is one of the engine's inputs is a path,
                         "model" picks the model, anything else is a parameter
@@ -60,7 +63,7 @@ class OscServer:
         host, port = split_host_port(addr, "--osc")
         dispatcher = Dispatcher()
         for path, handler in (("/bridge/master", self._master), ("/bridge/separate", self._separate),
-                              ("/bridge/submit", self._submit),
+                              ("/bridge/generate", self._generate), ("/bridge/submit", self._submit),
                               ("/bridge/reply_port", self._reply_port),
                               ("/bridge/cancel", self._cancel), ("/bridge/ping", self._ping)):
             dispatcher.map(path, handler, needs_reply_address=True)
@@ -109,6 +112,22 @@ class OscServer:
         except BridgeError as exc:
             self._error(sender, "", exc)
 
+    def _generate(self, sender, address, *args):
+        if not self._allowed(sender):
+            return
+        try:
+            if len(args) < 4 or (len(args) - 4) % 2:
+                raise InvalidArgument(f"{address} takes prompt bpm bars out_dir [name value]...; "
+                                      f"got {len(args)} arguments")
+            prompt, bpm, bars, out_dir = _expect(args[:4], "sffs", address)
+            params = {"prompt": prompt}
+            if bpm or bars:  # 0 0: a plain duration instead of a tempo lock
+                params.update(bpm=bpm, bars=bars)
+            inputs, extra, model = self._named("generate", args[4:])
+            self._start_job(sender, "generate", inputs, {**params, **extra}, out_dir, model=model)
+        except BridgeError as exc:
+            self._error(sender, "", exc)
+
     def _submit(self, sender, address, *args):
         if not self._allowed(sender):
             return
@@ -117,18 +136,26 @@ class OscServer:
                 raise InvalidArgument(
                     f"{address} takes engine path out_dir [name value]...; got {len(args)} arguments")
             engine, path, out_dir = (str(a) for a in args[:3])
-            inputs, params, model = {"audio": {"path": path}}, {}, ""
-            input_names = {i.name for i in self.service.registry.get(engine).inputs}
-            for name, value in zip(args[3::2], args[4::2]):
-                if str(name) in input_names:
-                    inputs[str(name)] = {"path": str(value)}
-                elif str(name) == "model":
-                    model = str(value)
-                else:
-                    params[str(name)] = value
+            inputs, params, model = self._named(engine, args[3:])
+            if path:
+                inputs.setdefault("audio", {"path": path})
             self._start_job(sender, engine, inputs, params, out_dir, model=model)
         except BridgeError as exc:
             self._error(sender, "", exc)
+
+    def _named(self, engine: str, pairs) -> tuple[dict, dict, str]:
+        """(inputs, params, model) from name/value pairs: an engine input's name takes a
+        path, "model" picks the model, anything else is a parameter."""
+        input_names = {i.name for i in self.service.registry.get(engine).inputs}
+        inputs, params, model = {}, {}, ""
+        for name, value in zip(pairs[0::2], pairs[1::2]):
+            if str(name) in input_names:
+                inputs[str(name)] = {"path": str(value)}
+            elif str(name) == "model":
+                model = str(value)
+            else:
+                params[str(name)] = value
+        return inputs, params, model
 
     def _reply_port(self, sender, address, *args):
         if not self._allowed(sender):
@@ -154,7 +181,8 @@ class OscServer:
     def _unknown(self, sender, address, *args):
         if self._allowed(sender):
             self._error(sender, "", InvalidArgument(
-                f"unknown OSC address {address}; known: /bridge/master, /bridge/separate, /bridge/submit, "
+                f"unknown OSC address {address}; known: /bridge/master, /bridge/separate, "
+                f"/bridge/generate, /bridge/submit, "
                 f"/bridge/reply_port, /bridge/cancel, /bridge/ping"))
 
     # -- jobs -----------------------------------------------------------------------

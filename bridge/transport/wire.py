@@ -33,7 +33,23 @@ def _finite(value: Any) -> Any:
 
 
 def from_struct(struct: struct_pb2.Struct) -> dict:
-    return json_format.MessageToDict(struct)
+    """A Struct as a dict; whole numbers come back as ints.
+
+    A Struct carries every number as a double, so a seed of 5 or a frame count
+    would otherwise read 5.0: a whole number below 2**53 (exact in a double)
+    is given back as the int it was sent as.
+    """
+    return _whole(json_format.MessageToDict(struct))
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+        return int(value)
+    return value
 
 
 def job_to_dict(job: pb.Job) -> dict:
