@@ -134,10 +134,14 @@ def _musicgen_compression_cfg(size: dict) -> dict:
             "seanet": seanet, "rvq": rvq, "no_quant": {}}
 
 
-def _musicgen_lm_cfg(melody: bool, size: dict) -> dict:
-    """audiocraft's musicgen_lm config with a lut/noop text conditioner (no download)."""
+def _musicgen_lm_cfg(melody: bool, size: dict, t5: bool = False) -> dict:
+    """audiocraft's musicgen_lm config; text through a lut/noop conditioner (no download)
+    or, with ``t5``, through T5 named 't5-base' as in the released models."""
     layers, dim, heads = size["layers"], size["dim"], size["heads"]
     description = {"model": "lut", "lut": {"n_bins": 1024, "dim": dim, "tokenizer": "noop"}}
+    if t5:
+        description = {"model": "t5", "t5": {"name": "t5-base", "finetune": False,
+                                             "word_dropout": 0.0, "normalize_text": False}}
     if melody:  # as chroma2music: the melody's chroma is prepended
         conditioners = {"self_wav": {"model": "chroma_stem", "chroma_stem": {
             "sample_rate": MUSICGEN_RATE, "n_chroma": 12, "radix2_exp": 14, "argmax": True,
@@ -174,9 +178,11 @@ def _musicgen_lm_cfg(melody: bool, size: dict) -> dict:
     }
 
 
-def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict = TINY) -> Path:
+def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict = TINY,
+                        t5: bool = False) -> Path:
     """A random MusicGen in audiocraft's released checkpoint format (``size=SMALL``:
-    musicgen-small's shapes, for benchmarks).
+    musicgen-small's shapes, for benchmarks; ``t5``: conditioned through a tiny T5
+    written to ``<folder>/t5-base``, as ``models pull`` lays the real one out).
 
     ``state_dict.bin`` and ``compression_state_dict.bin``, each
     ``torch.save({'best_state', 'xp.cfg' (OmegaConf YAML), 'version', 'exported'})``,
@@ -195,16 +201,20 @@ def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    from bridge.engines.musicgen import _text_encoder_from
+
     real = demucs.pretrained.get_model
     # A melody conditioner builds demucs's 'htdemucs' (not saved in the checkpoint):
     # a tiny one here; the engine serves it from the model store when loading.
     demucs.pretrained.get_model = lambda name, repo=None: tiny_htdemucs()
+    if t5:
+        write_tiny_t5(folder / "t5-base")
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _text_encoder_from(folder, None):
             torch.manual_seed(seed)
             compression_cfg = OmegaConf.create(_musicgen_compression_cfg(size))
             compression = builders.get_compression_model(compression_cfg)
-            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, size))
+            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, size, t5))
             lm = builders.get_lm_model(lm_cfg)
     finally:
         demucs.pretrained.get_model = real
@@ -212,4 +222,25 @@ def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict 
                              ("state_dict.bin", lm, lm_cfg)):
         torch.save({"best_state": model.state_dict(), "xp.cfg": OmegaConf.to_yaml(cfg),
                     "version": audiocraft.__version__, "exported": True}, folder / name)
+    return folder
+
+
+def write_tiny_t5(folder) -> Path:
+    """A 1-layer T5 encoder with t5-base's width (768: audiocraft checks the name's
+    dimension) and a 30-token tokenizer, saved the way the hub holds t5-base
+    (config.json, model.safetensors, tokenizer.json)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    folder = Path(folder)
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    vocab += [(c, -2.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    fast = T5TokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>",
+                           pad_token="<pad>", extra_ids=0)
+    fast.save_pretrained(folder)
+    config = T5Config(vocab_size=len(vocab), d_model=768, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2)
+    T5EncoderModel(config).save_pretrained(folder)
     return folder

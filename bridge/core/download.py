@@ -29,7 +29,7 @@ def fetch(remote: RemoteFile, partial_dir: Path, dest: Path,
     Args:
         remote: URL, file name and published checksum prefix.
         partial_dir: where unfinished transfers are kept between attempts.
-        dest: final path (its folder must exist).
+        dest: final path (its folder is created if missing).
         progress: called with (bytes so far, total or 0).
 
     Raises:
@@ -37,7 +37,11 @@ def fetch(remote: RemoteFile, partial_dir: Path, dest: Path,
         InvalidArgument: the finished file's checksum does not match (it is deleted).
     """
     partial_dir.mkdir(parents=True, exist_ok=True)
-    part = partial_dir / f"{remote.filename}.part"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Keyed by URL: two models' files may share a name (state_dict.bin) and must not
+    # resume from each other.
+    key = hashlib.sha256(remote.url.encode()).hexdigest()[:16]
+    part = partial_dir / f"{key}-{Path(remote.filename).name}.part"
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -77,18 +81,25 @@ def _copy(response, part: Path, have: int, total: int, progress) -> None:
 
 
 def _verify(part: Path, remote: RemoteFile) -> None:
-    if not remote.sha256_prefix:
+    if remote.sha256_prefix:
+        actual, expected = _digest(part, hashlib.sha256()), remote.sha256_prefix.lower()
+    elif remote.git_sha1:  # git's blob id: sha1 of "blob <size>\0" + content
+        actual = _digest(part, hashlib.sha1(f"blob {_size(part)}\0".encode()))
+        expected = remote.git_sha1.lower()
+    else:
         return
-    digest = hashlib.sha256()
-    with open(part, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    actual = digest.hexdigest()
-    if not actual.startswith(remote.sha256_prefix.lower()):
+    if not actual.startswith(expected):
         part.unlink()
         raise InvalidArgument(f"{remote.filename} from {remote.url} has checksum {actual[:16]}..., "
-                              f"expected {remote.sha256_prefix}...; the file was deleted; the source "
+                              f"expected {expected[:16]}...; the file was deleted; the source "
                               f"or the transfer is corrupt: run the pull again")
+
+
+def _digest(path: Path, digest) -> str:
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _size(path: Path) -> int:

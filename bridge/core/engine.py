@@ -195,6 +195,7 @@ class RemoteFile:
     filename: str  # where it goes in the model's folder
     sha256_prefix: str = ""  # what the source publishes (demucs: 8 hex digits in the name)
     size: int = 0  # bytes, when known (for progress)
+    git_sha1: str = ""  # a git blob id, what a git host publishes for small (non-LFS) files
 
 
 @dataclass

@@ -30,14 +30,32 @@ from typing import Any
 import numpy as np
 
 from ..core.engine import (Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param,
-                           RunContext, RunResult)
+                           PullPlan, RunContext, RunResult)
 from ..core.errors import Cancelled, InvalidArgument, MediaError, NotFound, Unavailable
 from ..core.media import sha256_file
 from ..dsp import tempo
 from ..dsp.resample import resample_into, resampled_length
+from . import hf_hub
 
 LICENCE = "CC-BY-NC 4.0 (MusicGen weights: non-commercial use only)"
 FILES = ("state_dict.bin", "compression_state_dict.bin")
+# audiocraft's released models, each the hub repository facebook/<name>
+CATALOGUE = {
+    "musicgen-small": "300 M, text to music, mono 32 kHz.",
+    "musicgen-medium": "1.5 B, text to music, mono 32 kHz.",
+    "musicgen-large": "3.3 B, text to music, mono 32 kHz.",
+    "musicgen-melody": "1.5 B, text and melody to music, mono 32 kHz.",
+    "musicgen-melody-large": "3.3 B, text and melody to music, mono 32 kHz.",
+    "musicgen-stereo-small": "300 M, text to music, stereo 32 kHz.",
+    "musicgen-stereo-medium": "1.5 B, text to music, stereo 32 kHz.",
+    "musicgen-stereo-large": "3.3 B, text to music, stereo 32 kHz.",
+    "musicgen-stereo-melody": "1.5 B, text and melody to music, stereo 32 kHz.",
+    "musicgen-stereo-melody-large": "3.3 B, text and melody to music, stereo 32 kHz.",
+}
+# The text encoder every released MusicGen names (xp.cfg conditioners.description.t5.name):
+# pulled with the weights into <model>/t5-base, so loading never looks anything up.
+T5_REPO, T5_NAME = "google-t5/t5-base", "t5-base"
+T5_FILES = ["config.json", "model.safetensors", "tokenizer.json"]
 MAX_PROMPT_CHARS = 2000
 MAX_SECONDS = 300.0  # 5 minutes: beyond that windowed continuation drifts and takes hours on CPU
 EXTEND_STRIDE = 18.0  # audiocraft's default: seconds added per window past the context
@@ -110,6 +128,24 @@ class GenerateEngine(Engine):
         return [ModelSpec(e.name, e.version, e.size_bytes, e.licence or LICENCE,
                           e.description or "MusicGen model.") for e in entries]
 
+    def catalogue(self) -> list[str]:
+        return list(CATALOGUE)
+
+    def pull_plan(self, name: str) -> PullPlan:
+        """MusicGen ``name``'s checkpoint and the T5 encoder it conditions on, from the hub.
+
+        Raises:
+            InvalidArgument: not one of audiocraft's released models.
+            Unavailable: the hub cannot be reached.
+        """
+        if name not in CATALOGUE:
+            raise InvalidArgument(f"no MusicGen model '{name}' to pull; models: "
+                                  f"{', '.join(CATALOGUE)}")
+        files = hf_hub.remote_files(f"facebook/{name}", list(FILES))
+        files += hf_hub.remote_files(T5_REPO, T5_FILES, into=T5_NAME)
+        return PullPlan(name=name, files=files, licence=LICENCE,
+                        description=f"MusicGen {CATALOGUE[name]} With its T5 text encoder.")
+
     def default_model(self) -> str:
         names = [m.name for m in self.models()]
         for preferred in ("musicgen-small", "musicgen-medium", "musicgen-melody"):
@@ -133,6 +169,8 @@ class GenerateEngine(Engine):
         for filename in FILES:
             shutil.copyfile(source / filename, staged / filename)
             digest.update(filename.encode() + b"\0" + sha256_file(staged / filename).encode())
+        if (source / T5_NAME).is_dir():  # the text encoder, when the folder brings it
+            shutil.copytree(source / T5_NAME, staged / T5_NAME)
         try:
             handle = self._load_folder(name, staged, "cpu")
         except Unavailable as exc:
@@ -155,7 +193,8 @@ class GenerateEngine(Engine):
     def _load_folder(self, name: str, folder: Path, device: str) -> Handle:
         musicgen = _import_musicgen()
         try:
-            with self._stem_model_from_store(), warnings.catch_warnings():
+            with self._stem_model_from_store(), _text_encoder_from(folder, self.store), \
+                    warnings.catch_warnings():
                 # audiocraft's EnCodec uses torch's older weight_norm; it works, it warns
                 warnings.filterwarnings("ignore", ".*weight_norm.*deprecated", FutureWarning)
                 net = musicgen.MusicGen.get_pretrained(str(folder), device=device)
@@ -274,6 +313,38 @@ class GenerateEngine(Engine):
                                "loop": bool(params["loop"])}
         report["seconds"] = round(time.monotonic() - started, 3)
         return RunResult(outputs, report, name=tempo.slug(params["prompt"]))
+
+
+@contextlib.contextmanager
+def _text_encoder_from(folder: Path, store):
+    """audiocraft loads T5 by its hub name; give it the copy pulled with the model
+    (or with another installed MusicGen), never a lookup."""
+    from audiocraft.modules import conditioners
+
+    def local(name: str) -> str:
+        candidates = [Path(folder) / name]
+        if store is not None:
+            candidates += [store.root / e.name / name for e in store.entries("generate")]
+        for candidate in candidates:
+            if (candidate / "config.json").is_file():
+                return str(candidate)
+        raise NotFound(f"the text encoder '{name}' this MusicGen needs is not installed; "
+                       f"`studio-bridge models pull musicgen-small` fetches it with the weights "
+                       f"(or put a '{name}' folder from the hub into the model's folder)")
+
+    class _From:  # stands in for a transformers class: from_pretrained(name) -> local copy
+        def __init__(self, real):
+            self.real = real
+
+        def from_pretrained(self, name, *args, **kwargs):
+            return self.real.from_pretrained(local(name), *args, **kwargs)
+
+    saved = conditioners.T5Tokenizer, conditioners.T5EncoderModel
+    conditioners.T5Tokenizer, conditioners.T5EncoderModel = (_From(c) for c in saved)
+    try:
+        yield
+    finally:
+        conditioners.T5Tokenizer, conditioners.T5EncoderModel = saved
 
 
 # -- generation -----------------------------------------------------------------

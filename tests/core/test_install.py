@@ -22,6 +22,7 @@ class Origin(http.server.ThreadingHTTPServer):
     def __init__(self, files: dict[str, bytes]):
         self.files, self.requests = files, []
         self.break_after: int | None = None
+        self.break_on = ""  # only a path ending so breaks off (default: the next request)
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
@@ -38,7 +39,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         limit = self.server.break_after
-        if limit is not None:
+        if limit is not None and self.path.endswith(self.server.break_on):
             self.server.break_after = None
             self.wfile.write(body[:limit])
             self.wfile.flush()

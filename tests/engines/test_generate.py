@@ -186,3 +186,96 @@ def test_import_refuses_what_is_not_a_musicgen_folder(engine, tmp_path):
     with pytest.raises(InvalidArgument, match="does not load as MusicGen"):
         install(engine, engine.store, broken, "broken")
     assert [m.name for m in engine.models()] == ["tiny"]
+
+
+# -- models pull: the hub's listing and checksums, from a server on 127.0.0.1 ----------
+def hub_files(folder) -> dict[str, bytes]:
+    """A hub on disk: facebook/musicgen-small and google-t5/t5-base, with listings."""
+    import hashlib
+    import json
+
+    files = {}
+    repos = {"facebook/musicgen-small": {p.name: p for p in folder.iterdir() if p.is_file()},
+             "google-t5/t5-base": {p.name: p for p in (folder / "t5-base").iterdir()}}
+    for repo, members in repos.items():
+        listing = []
+        for name, path in members.items():
+            data = path.read_bytes()
+            files[f"{repo}/resolve/main/{name}"] = data
+            entry = {"type": "file", "path": name, "size": len(data)}
+            if name.endswith((".bin", ".safetensors")):  # large files are LFS: sha256 published
+                entry |= {"oid": "0" * 40, "lfs": {"oid": hashlib.sha256(data).hexdigest(),
+                                                    "size": len(data)}}
+            else:  # small ones: the git blob id
+                entry["oid"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            listing.append(entry)
+        files[f"api/models/{repo}/tree/main"] = json.dumps(listing).encode()
+    return files
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    import threading
+
+    from bridge.engines import hf_hub
+    from tests.core.test_install import Origin
+
+    server = Origin(hub_files(write_tiny_musicgen(tmp_path / "published", t5=True)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(hf_hub.URL_ENV, f"http://127.0.0.1:{server.server_address[1]}")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def registry_with_generate(store):
+    from bridge.engines import Registry
+
+    registry = Registry(targets={"generate": "bridge.engines.musicgen:GenerateEngine"},
+                        plugins=False)
+    registry.bind_store(store)
+    return registry
+
+
+def test_pull_fetches_weights_and_t5_checks_them_and_the_model_generates(hub, tmp_path):
+    from bridge.core import install
+
+    store = ModelStore(tmp_path / "store")
+    registry = registry_with_generate(store)
+    entry = install.pull(store, registry, "musicgen-small")
+    assert entry.engine == "generate" and entry.licence.startswith("CC-BY-NC")
+    names = sorted(f["name"] for f in entry.files)
+    assert names == ["compression_state_dict.bin", "state_dict.bin", "t5-base/config.json",
+                     "t5-base/model.safetensors", "t5-base/tokenizer.json"]
+    eng = registry.get("generate")
+    loaded = eng.load("musicgen-small", "cpu")  # T5 from the model's folder, no lookup
+    result = generate(eng, loaded, duration=0.5, bpm=None)
+    assert result.outputs[0].audio.samples.shape == (24000, 1)
+    eng.unload(loaded)
+
+
+@pytest.mark.parametrize("target", ["facebook/musicgen-small/resolve/main/state_dict.bin",
+                                    "google-t5/t5-base/resolve/main/config.json"])
+def test_a_file_that_does_not_match_the_hubs_checksum_installs_nothing(hub, tmp_path, target):
+    from bridge.core import install
+
+    hub.files[target] = hub.files[target][:-1] + b"!"  # same size, one byte changed
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(InvalidArgument, match="checksum .* expected"):
+        install.pull(store, registry_with_generate(store), "musicgen-small")
+    assert store.entries() == []
+
+
+def test_an_interrupted_pull_resumes_and_unknown_names_list_the_catalogue(hub, tmp_path):
+    from bridge.core import install
+    from bridge.core.errors import NotFound, Unavailable
+
+    store = ModelStore(tmp_path / "store")
+    registry = registry_with_generate(store)
+    hub.break_after, hub.break_on = 200_000, "state_dict.bin"  # a weights file breaks off
+    with pytest.raises(Unavailable, match="run the same pull again to resume"):
+        install.pull(store, registry, "musicgen-small")
+    install.pull(store, registry, "musicgen-small")
+    assert any(r == "bytes=200000-" for _, r in hub.requests)
+    with pytest.raises(NotFound, match="musicgen-stereo-melody"):
+        install.pull(store, registry, "musicgen-tiny")
