@@ -134,7 +134,7 @@ def _musicgen_compression_cfg(size: dict) -> dict:
             "seanet": seanet, "rvq": rvq, "no_quant": {}}
 
 
-def _musicgen_lm_cfg(melody: bool, size: dict, t5: bool = False) -> dict:
+def _musicgen_lm_cfg(melody: bool, size: dict, t5: bool = False, stereo: bool = False) -> dict:
     """audiocraft's musicgen_lm config; text through a lut/noop conditioner (no download)
     or, with ``t5``, through T5 named 't5-base' as in the released models."""
     layers, dim, heads = size["layers"], size["dim"], size["heads"]
@@ -163,12 +163,17 @@ def _musicgen_lm_cfg(melody: bool, size: dict, t5: bool = False) -> dict:
         "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
         "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
         "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False}
+    n_q = 2 * _N_Q if stereo else _N_Q  # stereo: each codebook twice, left and right
+    transformer["n_q"] = n_q
+    delays = [k // 2 for k in range(n_q)] if stereo else list(range(n_q))
     return {
-        "device": "cpu", "dtype": "float32", "sample_rate": MUSICGEN_RATE, "channels": 1,
+        "device": "cpu", "dtype": "float32", "sample_rate": MUSICGEN_RATE,
+        "channels": 2 if stereo else 1,
+        "interleave_stereo_codebooks": {"use": stereo, "per_timestep": False},
         "compression_model_n_q": None, "dataset": {"segment_duration": 30},
         "lm_model": "transformer_lm",
         "codebooks_pattern": {"modeling": "delay", "delay": {
-            "delays": list(range(_N_Q)), "flatten_first": 0, "empty_initial": 0}},
+            "delays": delays, "flatten_first": 0, "empty_initial": 0}},
         "transformer_lm": transformer,
         "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
         "attribute_dropout": dropout,
@@ -179,7 +184,7 @@ def _musicgen_lm_cfg(melody: bool, size: dict, t5: bool = False) -> dict:
 
 
 def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict = TINY,
-                        t5: bool = False) -> Path:
+                        t5: bool = False, stereo: bool = False) -> Path:
     """A random MusicGen in audiocraft's released checkpoint format (``size=SMALL``:
     musicgen-small's shapes, for benchmarks; ``t5``: conditioned through a tiny T5
     written to ``<folder>/t5-base``, as ``models pull`` lays the real one out).
@@ -214,7 +219,7 @@ def write_tiny_musicgen(folder, melody: bool = False, seed: int = 0, size: dict 
             torch.manual_seed(seed)
             compression_cfg = OmegaConf.create(_musicgen_compression_cfg(size))
             compression = builders.get_compression_model(compression_cfg)
-            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, size, t5))
+            lm_cfg = OmegaConf.create(_musicgen_lm_cfg(melody, size, t5, stereo))
             lm = builders.get_lm_model(lm_cfg)
     finally:
         demucs.pretrained.get_model = real

@@ -48,3 +48,23 @@ def _meminfo() -> tuple[int, int]:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         return pages, pages
     return fields.get("MemTotal", 0), fields.get("MemAvailable", fields.get("MemFree", 0))
+
+
+def release_memory(device: str) -> None:
+    """Give freed model memory back: collect garbage, and on CUDA empty torch's cache
+    (freed tensors otherwise stay reserved by its allocator)."""
+    import gc
+
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity and container limits, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)

@@ -18,7 +18,6 @@ torch and demucs are imported when a model is first loaded, never at import.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import importlib.util
 import io
@@ -37,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.device import release_memory, usable_cpus
 from ..core.engine import (Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param,
                            PullPlan, RemoteFile, RunContext, RunResult)
 from ..core.errors import Cancelled, InvalidArgument, MediaError, NotFound, Unavailable
-from . import hpss as hpss_dsp
 from ..dsp.resample import check_rates, resample_into, resampled_length
+from . import hpss as hpss_dsp
 from .demucs_batch import BatchPool
 
 ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
@@ -252,11 +252,7 @@ class SeparateEngine(Engine):
 
     def _unload(self, handle: Handle) -> None:
         handle.model = None
-        gc.collect()
-        if handle.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        release_memory(handle.device)
 
     # -- validation ----------------------------------------------------------
     def _validate(self, values: dict) -> dict:
@@ -345,7 +341,7 @@ class _Separation:
             # One model job runs per device at a time, so it may use every core
             # this process is allowed (torch's default counts physical cores
             # and ignores CPU affinity / container limits).
-            torch.set_num_threads(_usable_cpus())
+            torch.set_num_threads(usable_cpus())
         needed = sorted({i for _, idx in self.groups for i in idx})
         model, members = _sub_bag(h.model, needed)
         with torch.inference_mode():
@@ -586,13 +582,6 @@ def _seeded(rng: random.Random):
 
 
 # -- helpers -------------------------------------------------------------------
-def _usable_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _check_channels(audio: Audio, h: Handle) -> None:
     if audio.channels > h.audio_channels:
         raise MediaError(

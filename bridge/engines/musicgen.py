@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.device import release_memory, usable_cpus
 from ..core.engine import (Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param,
                            PullPlan, RunContext, RunResult)
 from ..core.errors import Cancelled, InvalidArgument, MediaError, NotFound, Unavailable
@@ -238,11 +239,7 @@ class GenerateEngine(Engine):
 
     def _unload(self, handle: Handle) -> None:
         handle.model = None
-        gc.collect()
-        if handle.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        release_memory(handle.device)
 
     # -- validation ----------------------------------------------------------
     def _validate(self, values: dict) -> dict:
@@ -354,6 +351,8 @@ def _generate(handle: Handle, text: str, seconds: float, params, melody, cont, c
 
     net = handle.model
     count = params["variations"]
+    if handle.device == "cpu":  # one model job per device at a time: it may use every core
+        torch.set_num_threads(usable_cpus())
     if cont is not None:  # audiocraft's duration counts the clip it continues
         seconds += _prompt_samples(cont, handle) / handle.sample_rate
     net.set_generation_params(use_sampling=True, top_k=params["top_k"], top_p=params["top_p"],

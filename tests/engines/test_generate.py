@@ -104,6 +104,23 @@ def test_a_loop_is_cut_from_longer_audio_and_crossfaded(engine, handle):
     assert looped.report["seconds_generated"] > plain.report["seconds_generated"]
 
 
+def test_longer_than_the_context_runs_through_windowed_continuation(engine, handle):
+    windows = []
+    real = handle.model.lm.generate
+
+    def spy(*args, **kwargs):
+        windows.append(kwargs["max_gen_len"])
+        return real(*args, **kwargs)
+
+    handle.model.lm.generate = spy
+    try:
+        result = generate(engine, handle, duration=34.0, sample_rate=32000)
+    finally:
+        del handle.model.lm.generate
+    assert result.outputs[0].audio.samples.shape == (34 * 32000, 1)
+    assert windows == [30 * 50, (34 - 18) * 50]  # 30 s, then 18 s on: audiocraft's stride
+
+
 def test_variations_are_one_batch(engine, handle):
     sizes = []
     hook = handle.model.lm.register_forward_hook(
@@ -145,6 +162,19 @@ def test_a_melody_model_follows_a_clip_with_demucs_from_the_store(tmp_path):
     assert loaded.melody
     result = generate(eng, loaded, {"melody": clip(3.0, 44100, 2)}, duration=1.5)
     assert result.outputs[0].audio.samples.shape == (66150, 1)  # 1.5 s at the clip's rate
+    eng.unload(loaded)
+
+
+def test_a_stereo_model_gives_stereo_bars_and_continues_a_mono_clip(tmp_path):
+    eng = GenerateEngine()
+    eng.store = ModelStore(tmp_path / "store")
+    install(eng, eng.store, write_tiny_musicgen(tmp_path / "st", stereo=True), "tiny-stereo")
+    loaded = eng.load("tiny-stereo", "cpu")
+    assert loaded.channels == 2  # audiocraft interleaves the two channels' codebooks
+    looped = generate(eng, loaded, bpm=120, bars=1, loop=True)
+    assert looped.outputs[0].audio.samples.shape == (96000, 2)
+    cont = generate(eng, loaded, {"continue": clip(1.0, 48000, 1)}, bpm=120, bars=1)
+    assert cont.outputs[0].audio.samples.shape == (96000, 2)
     eng.unload(loaded)
 
 
