@@ -120,3 +120,23 @@ class StoreEngine(Engine):
 
     def _run(self, handle, inputs, params, ctx):
         return RunResult([Output("same", inputs["audio"])], {"model_dir": str(handle)})
+
+
+class ClipEngine(Engine):
+    """Video-shaped: reads its input file itself and renders a file in the job's
+    scratch folder (here: the first ``keep`` bytes, as a trivial "render")."""
+
+    name = "clip"
+    kind = EngineKind.DSP
+    params = (Param("keep", "int", 100, minimum=1, maximum=1 << 30),)
+    inputs = (InputSpec("video", kind="video"),)
+
+    def _run(self, handle, inputs, params, ctx):
+        source = inputs["video"]
+        self.seen = source
+        out = ctx.scratch.file(".mp4")
+        with open(source.path, "rb") as handle_in, open(out, "wb") as handle_out:
+            handle_out.write(handle_in.read(params["keep"]))
+        self.rendered = out
+        return RunResult([Output("video", path=out, suffix=".mp4"),
+                          Output("keyframes", data=b"{}", suffix=".json")], {"kept": params["keep"]})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import Cancelled, InvalidArgument
@@ -138,6 +139,17 @@ class Output:
     audio: Audio | None = None
     data: bytes | None = None  # non-audio results (e.g. keyframes JSON)
     suffix: str = ".wav"
+    path: Path | None = None  # a file the engine rendered in its scratch folder (video)
+
+
+@dataclass
+class MediaFile:
+    """An input the engine reads itself (``InputSpec`` kind "video"): video is
+    decoded frame by frame while it is processed, never held whole."""
+
+    path: Path
+    name: str  # the clip's name, for output names
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ class Scratch:
         self.folder = Path(folder) if folder is not None else None
         self.large_bytes = LARGE_BYTES if large_bytes is None else large_bytes
         self._count = itertools.count()
+        self._own = False  # a temporary folder made by file(), removed and forgotten at close
 
     def array(self, frames: int, channels: int) -> np.ndarray:
         """A zeroed float32 array of shape (frames, channels)."""
@@ -48,6 +50,13 @@ class Scratch:
         # A new file reads as zeros without touching RAM (sparse until written).
         return np.memmap(self._path(), dtype=np.float32, mode="w+", shape=shape)
 
+    def file(self, suffix: str) -> Path:
+        """A new file path in the job's folder for a rendered result (a private
+        temporary folder when the scratch has none)."""
+        if self.folder is None:
+            self.folder, self._own = Path(tempfile.mkdtemp(prefix="sb-scratch-")), True
+        return self._path().with_suffix(suffix)
+
     def spool(self, channels: int) -> "Spool":
         """An appendable array for decoders that do not know the length up front."""
         return Spool(self, channels)
@@ -56,6 +65,8 @@ class Scratch:
         """Remove this job's files (arrays still referenced stay readable until freed)."""
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+        if self._own:
+            self.folder, self._own = None, False
 
     def __enter__(self) -> "Scratch":
         return self

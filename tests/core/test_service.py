@@ -16,7 +16,7 @@ from bridge.core.jobs import JobState
 from bridge.core.service import Service
 from bridge.engines import Registry
 from tests.conftest import wait_state, write_tone
-from tests.fakes import GainEngine, ModelGainEngine
+from tests.fakes import ClipEngine, GainEngine, ModelGainEngine
 
 
 @pytest.fixture
@@ -263,3 +263,28 @@ def test_daemon_output_store_is_pruned_after_retention(parts):
     later = time.time() + service.config.output_retention + 1
     assert service.prune_outputs(now=later) == [folder]
     assert not folder.exists()
+
+
+def test_a_video_input_is_passed_as_a_file_and_a_rendered_file_is_published(media_dir):
+    media = media_dir / "media"
+    media.mkdir()
+    registry = Registry(targets={}, plugins=False)
+    clip = ClipEngine()
+    registry.add(clip)
+    service = Service(Config(state_dir=media_dir / "state", media_roots=[media], grpc="",
+                             socket="", osc=""), registry)
+    try:
+        source = media / "shot.mov"
+        source.write_bytes(bytes(range(256)) * 4)
+        record = service.submit("clip", {"video": {"path": str(source)}}, {"keep": 300},
+                                out_dir=str(media / "out"))
+        job = wait_state(service, record.id, (JobState.SUCCEEDED, JobState.FAILED))
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert clip.seen.path == source and clip.seen.name == "shot"  # not decoded as audio
+        outputs = {o["kind"]: Path(o["path"]) for o in job.outputs}
+        assert outputs["video"] == media / "out" / "shot.clip.video.mp4"
+        assert outputs["video"].read_bytes() == source.read_bytes()[:300]
+        assert outputs["keyframes"].name == "shot.clip.keyframes.json"
+        assert not clip.rendered.exists()  # the job's scratch is gone
+    finally:
+        service.close(timeout=2)
