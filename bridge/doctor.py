@@ -16,7 +16,8 @@ from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, default_
 
 
 def run_checks(addr: str | None = None, token: str | None = None) -> dict:
-    checks = [_python(), _ffmpeg(), _device(), *_engines(), _audiocraft(), _models(), _state_dir(),
+    checks = [_python(), _ffmpeg(), _device(), *_engines(), _audiocraft(), _opencv(), _models(),
+              _state_dir(),
               _daemon(addr, token), *_ports()]
     failed = [c for c in checks if c["status"] == "fail"]
     result = {"ok": not failed, "checks": checks}
@@ -98,6 +99,38 @@ def _audiocraft() -> dict:
         else "real torchaudio"
     return _check("audiocraft", "ok", f"audiocraft {version} imports with torch "
                   f"{torch.__version__}; torchaudio: {torchaudio}")
+
+
+def _opencv() -> dict:
+    """Video analysis needs OpenCV 4.x contrib: Haar cascades (gone in 5.x) and cv2.saliency
+    (contrib only). A second OpenCV distribution installed later silently replaces cv2."""
+    import importlib.metadata as meta
+
+    fix = ("pip uninstall the other OpenCV packages, then run installers/setup.sh (it installs "
+           "opencv-contrib-python-headless 4.x alone)")
+    installed = []
+    for dist in ("opencv-contrib-python-headless", "opencv-python-headless", "opencv-python",
+                 "opencv-contrib-python"):
+        try:
+            installed.append(f"{dist} {meta.version(dist)}")
+        except meta.PackageNotFoundError:
+            pass
+    if not installed:
+        return _check("opencv", "warn", "not installed: video reframing cannot run",
+                      "run installers/setup.sh (the reframe extra)")
+    try:
+        import cv2
+    except ImportError as exc:
+        return _check("opencv", "fail", f"cv2 does not import: {exc}", fix)
+    faces = hasattr(cv2, "CascadeClassifier") and not cv2.CascadeClassifier(
+        cv2.data.haarcascades + "haarcascade_frontalface_default.xml").empty()
+    saliency = hasattr(cv2, "saliency") and hasattr(cv2.saliency,
+                                                    "StaticSaliencySpectralResidual_create")
+    detail = f"cv2 {cv2.__version__} from {', '.join(installed)}; face cascades " \
+             f"{'ok' if faces else 'missing'}; saliency {'ok' if saliency else 'missing'}"
+    if len(installed) > 1 or not (faces and saliency):
+        return _check("opencv", "fail", detail, fix)
+    return _check("opencv", "ok", detail)
 
 
 def _models() -> dict:

@@ -24,9 +24,10 @@ done
 #   libsndfile1       WAV/FLAC/AIFF/OGG/MP3 reading and writing (soundfile)
 #   liblo-tools       oscsend/oscdump: real OSC peers (tests, and handy for users)
 #   fluidsynth, fluid-soundfont-gm   rendering real music for tests and benchmarks
+#   melt              MLT's renderer: opens Kdenlive projects headless (tests of the OTIO host)
 APT_PACKAGES=(ffmpeg libsndfile1 liblo-tools)
 if [ "$DEV" = 1 ]; then
-    APT_PACKAGES+=(fluidsynth fluid-soundfont-gm)
+    APT_PACKAGES+=(fluidsynth fluid-soundfont-gm melt)
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -60,7 +61,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # multi-GB CUDA build. Installing it first makes later extras reuse it.
 "${PIP[@]}" install torch==2.13.0
 
-EXTRAS="master,separate,generate,demo"
+EXTRAS="master,separate,generate,reframe,demo"
 [ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev"
 "${PIP[@]}" install -c installers/constraints.txt -e ".[${EXTRAS}]"
 
@@ -69,5 +70,10 @@ EXTRAS="master,separate,generate,demo"
 # `generate` extra above. So audiocraft itself goes in without its pins.
 # `studio-bridge doctor` checks that it imports.
 "${PIP[@]}" install -c installers/constraints.txt --no-deps audiocraft==1.3.0
+
+# PySceneDetect's package requires opencv-python-headless, a second cv2 that would
+# overwrite the contrib build (see installers/constraints.txt); its other needs are
+# in the `reframe` extra.
+"${PIP[@]}" install -c installers/constraints.txt --no-deps scenedetect-headless==0.7.2
 
 echo "setup.sh: ready: $(.venv/bin/studio-bridge --version 2>/dev/null || echo studio-bridge) in .venv" >&2

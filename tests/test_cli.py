@@ -196,6 +196,9 @@ def test_doctor_checks_what_the_daemon_needs(daemon):
     # installed --no-deps beside torch 2.13 by setup.sh: doctor proves it imports
     assert checks["audiocraft"]["status"] == "ok", checks["audiocraft"]
     assert "audiocraft 1.3.0 imports with torch 2.13.0" in checks["audiocraft"]["detail"]
+    # one cv2, the 4.x contrib build: Haar cascades and saliency both present
+    assert checks["opencv"]["status"] == "ok", checks["opencv"]
+    assert "face cascades ok; saliency ok" in checks["opencv"]["detail"]
     assert checks["daemon"]["status"] == "ok" and "SERVING" in checks["daemon"]["detail"]
     assert {"python", "weights", "state dir", "grpc port", "osc port"} <= set(checks)
     missing = one_json(daemon.cli("doctor", "--json", "--addr", "unix:///nonexistent/s.sock"))
