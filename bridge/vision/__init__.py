@@ -1,0 +1,1 @@
+"""Video I/O and analysis (OpenCV, PyAV) used by the reframe engine."""
