@@ -39,7 +39,7 @@ class JobRunner:
     def _run(self, record: JobRecord, ctx: RunContext) -> None:
         engine = self.registry.get(record.engine)
         ctx.progress(0.0, "reading input")
-        inputs = self._read_inputs(record, ctx.scratch)
+        inputs = self._read_inputs(engine, record, ctx.scratch)
         ctx.check()
         try:
             result = self._run_engine(engine, record, inputs, ctx)
@@ -57,9 +57,9 @@ class JobRunner:
         if record.cache_key:
             self.cache.put(record.cache_key, record.outputs, record.report)
 
-    def _read_inputs(self, record: JobRecord, scratch: Scratch) -> dict:
+    def _read_inputs(self, engine: Engine, record: JobRecord, scratch: Scratch) -> dict:
         """Audio inputs decoded to arrays; video inputs as their paths (read while processed)."""
-        kinds = {spec.name: spec.kind for spec in self.registry.get(record.engine).inputs}
+        kinds = {spec.name: spec.kind for spec in engine.inputs}
         inputs = {}
         for name, ref in record.inputs.items():
             path = self._resolve(ref)

@@ -19,17 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
-import io
 import json
 import math
 import os
 import random
-import re
-import shutil
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +35,12 @@ from ..core.device import release_memory, usable_cpus
 from ..core.engine import (Audio, Engine, EngineKind, InputSpec, ModelSpec, Output, Param,
                            PullPlan, RemoteFile, RunContext, RunResult)
 from ..core.errors import Cancelled, InvalidArgument, MediaError, NotFound, Unavailable
+from ..core.media import sha256_file
 from ..dsp.resample import check_rates, resample_into, resampled_length
 from . import hpss as hpss_dsp
 from .demucs_batch import BatchPool
+from .demucs_repo import NO_DEMUCS, facts, load_demucs, stage_folder, stage_package
+from .demucs_repo import remote_dir as _remote_dir, remote_files
 
 ROOT_URL = "https://dl.fbaipublicfiles.com/demucs/"
 URL_ENV = "STUDIO_BRIDGE_DEMUCS_URL"  # tests point pulls at a local HTTP server
@@ -169,7 +167,7 @@ class SeparateEngine(Engine):
         """
         remote = _remote_dir()
         if remote is None:
-            raise Unavailable(_NO_DEMUCS)
+            raise Unavailable(NO_DEMUCS)
         names = self.catalogue()
         if name not in names:
             raise InvalidArgument(f"demucs has no model '{name}' to pull; models: "
@@ -178,7 +176,7 @@ class SeparateEngine(Engine):
 
         text = (remote / f"{name}.yaml").read_bytes()
         sigs = yaml.safe_load(text)["models"]
-        known = _remote_files(remote / "files.txt")
+        known = remote_files(remote / "files.txt")
         base = os.environ.get(URL_ENV) or ROOT_URL
         base = base if base.endswith("/") else base + "/"
         files = []
@@ -211,9 +209,9 @@ class SeparateEngine(Engine):
         if name == HPSS:
             raise InvalidArgument(f"'{HPSS}' is the built-in DSP split; import under another --name")
         if source.is_dir():
-            _stage_folder(source, name, staged)
+            stage_folder(source, name, staged)
         elif source.is_file() and source.suffix == ".th":
-            _stage_package(source, name, staged)
+            stage_package(source, name, staged)
         else:
             raise InvalidArgument(
                 f"'{source}' is not a demucs model: give a demucs repo folder (<name>.yaml and "
@@ -223,12 +221,12 @@ class SeparateEngine(Engine):
         except Unavailable as exc:
             raise InvalidArgument(f"'{source}' does not load as a demucs model: "
                                   f"{exc.message.split(': ', 1)[-1]}") from None
-        info = _facts(model)
+        info = facts(model)
         (staged / SIDECAR).write_text(json.dumps(info))
         del model
         digest = hashlib.sha256()
         for path in sorted(p for p in staged.iterdir() if p.suffix in (".th", ".yaml")):
-            digest.update(path.name.encode() + b"\0" + _sha256(path).encode())
+            digest.update(path.name.encode() + b"\0" + sha256_file(path).encode())
         kind = f"bag of {info['members']}" if info["members"] > 1 else "single model"
         return {"version": digest.hexdigest()[:12], "licence": LICENCE,
                 "description": f"demucs {info['klass']} ({kind}, {info['samplerate']} Hz) "
@@ -245,7 +243,7 @@ class SeparateEngine(Engine):
         import torch
 
         net.to(torch.device(device)).eval()
-        info = _facts(net)
+        info = facts(net)
         return Handle(model, net, device, tuple(net.sources), int(net.samplerate),
                       int(net.audio_channels), info["segment"], info["max_segment"],
                       info["members"])
@@ -474,63 +472,6 @@ def _mix_stats(mix) -> tuple[float, float]:
     return mean, math.sqrt(var) + 1e-8
 
 
-# -- loading -------------------------------------------------------------------
-_NO_DEMUCS = ("demucs is not installed; install the extra: pip install 'studio-bridge[separate]' "
-              "(model 'hpss' works without it)")
-
-
-def load_demucs(name: str, folder) -> Any:
-    """``demucs.pretrained.get_model(name, repo=folder)`` with its failures made clear.
-
-    demucs reports some problems with ``fatal()`` (print + ``sys.exit``): that
-    SystemExit is caught here and never reaches the daemon.
-
-    Raises:
-        Unavailable: demucs missing, or the files are damaged, incomplete,
-            not a demucs model, or need a package that is not installed.
-        MemoryError / torch.cuda.OutOfMemoryError: passed through, so the
-            residency manager can evict and retry.
-    """
-    folder = Path(folder)
-    try:
-        from demucs.pretrained import get_model
-    except ImportError as exc:
-        raise Unavailable(f"{_NO_DEMUCS} ({exc})") from None
-    said = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(said):
-            warnings.simplefilter("ignore")
-            return get_model(name, repo=folder)
-    except SystemExit:
-        reason = said.getvalue().strip() or "demucs gave up loading it"
-    except MemoryError:
-        raise
-    except Exception as exc:
-        if "OutOfMemory" in type(exc).__name__:
-            raise
-        reason = f"{type(exc).__name__}: {exc}"
-    raise Unavailable(
-        f"model '{name}' in {folder} cannot be loaded: {reason}. Its files are damaged, "
-        f"incomplete or not a demucs model (or need a missing package); reinstall it with "
-        f"`studio-bridge models pull {name}`, or remove it (`studio-bridge models remove {name}`) "
-        f"and import it again (`studio-bridge models import PATH --name {name}`)")
-
-
-def _facts(model) -> dict:
-    """Sources, rate, channels, segment and bag size of a loaded demucs model."""
-    from demucs.apply import BagOfModels
-    from demucs.htdemucs import HTDemucs
-
-    members = list(model.models) if isinstance(model, BagOfModels) else [model]
-    segments = [float(m.segment) for m in members if getattr(m, "segment", None)]
-    transformer = [float(m.segment) for m in members if isinstance(m, HTDemucs)]
-    return {"sources": list(model.sources), "samplerate": int(model.samplerate),
-            "audio_channels": int(model.audio_channels), "members": len(members),
-            "segment": max(segments) if segments else 10.0,
-            "max_segment": min(transformer) if transformer else math.inf,
-            "klass": type(members[0]).__name__}
-
-
 def _sub_bag(model, needed: list[int]):
     """The bag members whose weights reach the needed sources (all for a single model)."""
     from demucs.apply import BagOfModels
@@ -651,81 +592,3 @@ def _weights(keep_lo, keep_hi, ramp_in, ramp_out, fade):
     if ramp_out:
         weight[-fade:] = weight[-fade:] * ramp.flip(0)
     return weight
-
-
-def _remote_dir() -> Path | None:
-    """demucs's own model list, found without importing demucs (or torch)."""
-    spec = importlib.util.find_spec("demucs")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "remote"
-    return folder if folder.is_dir() else None
-
-
-def _remote_files(path: Path) -> dict[str, tuple[str, str]]:
-    """demucs/remote/files.txt: signature -> (root folder, file name)."""
-    root, files = "", {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("root:"):
-            root = line.split(":", 1)[1].strip()
-        else:
-            files[line.split("-", 1)[0]] = (root, line)
-    return files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_HASHED = re.compile(r"^(?P<sig>.+)-(?P<hash>[0-9a-f]{8})$")
-
-
-def _stage_package(source: Path, name: str, staged: Path) -> None:
-    """One ``.th``: name it ``<sig>-<sha8>.th`` and write ``<name>.yaml``."""
-    digest = _sha256(source)
-    match = _HASHED.match(source.stem)
-    if match and not digest.startswith(match["hash"]):
-        raise InvalidArgument(f"'{source}' is damaged: its name says sha256 {match['hash']}... "
-                              f"but its content hashes to {digest[:8]}...; download it again")
-    sig = re.sub(r"[^A-Za-z0-9_]", "_", match["sig"] if match else source.stem)
-    shutil.copyfile(source, staged / f"{sig}-{digest[:8]}.th")
-    (staged / f"{name}.yaml").write_text(f"models: ['{sig}']\n")
-
-
-def _stage_folder(source: Path, name: str, staged: Path) -> None:
-    """A demucs repo folder: the yaml for ``name`` and the .th files it lists."""
-    yamls = sorted(source.glob("*.yaml"))
-    packages = sorted(source.glob("*.th"))
-    chosen = source / f"{name}.yaml"
-    if not chosen.is_file():
-        if len(yamls) > 1:
-            raise InvalidArgument(f"'{source}' holds several demucs models "
-                                  f"({', '.join(p.stem for p in yamls)}); pass --name with one")
-        if not yamls:
-            if len(packages) == 1:
-                return _stage_package(packages[0], name, staged)
-            raise InvalidArgument(f"'{source}' is not a demucs repo folder: it has no <name>.yaml "
-                                  f"and {len(packages)} .th files (need a yaml, or exactly one .th)")
-        chosen = yamls[0]
-    import yaml
-
-    try:
-        bag = yaml.safe_load(chosen.read_text())
-        sigs = [str(s) for s in bag["models"]]
-    except Exception as exc:  # malformed yaml or no 'models' list
-        raise InvalidArgument(f"'{chosen}' is not a demucs model list: {exc}") from None
-    by_sig = {p.stem.rsplit("-", 1)[0] if "-" in p.stem else p.stem: p for p in packages}
-    missing = [s for s in sigs if s not in by_sig]
-    if missing:
-        raise InvalidArgument(f"'{chosen}' lists {', '.join(missing)} but '{source}' has no "
-                              f"such .th file; copy the whole folder")
-    for sig in sigs:
-        shutil.copyfile(by_sig[sig], staged / by_sig[sig].name)
-    shutil.copyfile(chosen, staged / f"{name}.yaml")

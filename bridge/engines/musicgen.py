@@ -17,7 +17,6 @@ torch and audiocraft are imported when a model is first loaded, never at import.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import secrets
 import shutil
@@ -180,7 +179,7 @@ class GenerateEngine(Engine):
         description = (f"MusicGen ({kind}, {'stereo' if handle.channels == 2 else 'mono'}, "
                        f"{handle.sample_rate} Hz) imported from {source}.")
         del handle
-        gc.collect()
+        release_memory("cpu")
         return {"version": digest.hexdigest()[:12], "licence": LICENCE,
                 "description": description}
 
@@ -227,7 +226,7 @@ class GenerateEngine(Engine):
             if folder is None:
                 raise NotFound("melody models need demucs's 'htdemucs' to isolate the melody; "
                                "install it with `studio-bridge models pull htdemucs`")
-            from .demucs import load_demucs
+            from .demucs_repo import load_demucs
 
             return load_demucs("htdemucs", folder)
 
