@@ -13,7 +13,7 @@ import soundfile
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from tests.conftest import ROOT, running_daemon
+from tests.conftest import ROOT, running_daemon, write_tone
 from tests.models import write_tiny_musicgen
 
 pytest.importorskip("omegaconf")  # the generate extra
@@ -72,6 +72,11 @@ def test_bad_requests_name_what_is_allowed_and_the_daemon_keeps_serving(served):
     assert code == 1 and job["error"]["code"] == "not_found" and "tiny" in job["error"]["message"]
     code, job = generate(served, "  ", "--model", "tiny", "--out", str(served.media / "bad"))
     assert code == 1 and "prompt is empty" in job["error"]["message"]
+    write_tone(served.media / "tune.wav", seconds=1.0, rate=44100, channels=1)
+    code, job = generate(served, "x", "--model", "tiny", "--melody", str(served.media / "tune.wav"),
+                         "--duration", "1", "--out", str(served.media / "bad"))
+    assert code == 1 and job["error"]["code"] == "invalid_argument"
+    assert "has no melody conditioning" in job["error"]["message"]
     assert not (served.media / "bad").exists()
     code, job = generate(served, "still here", "--model", "tiny", "--duration", "0.5",
                          "--out", str(served.media / "ok"))

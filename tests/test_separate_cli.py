@@ -94,6 +94,17 @@ def test_unknown_model_and_stem_say_what_exists(served):
     assert not (served.media / "x").exists()
 
 
+def test_a_rate_the_model_cannot_resample_fails_clearly_and_the_daemon_goes_on(served):
+    odd = write_tone(served.media / "odd.wav", seconds=1, rate=44099, channels=2, level=0.2)
+    result = cli("separate", str(odd), "--model", "tiny", "--out", str(served.media / "odd"),
+                 "--json", addr=served.addr)
+    job = json.loads(result.stdout)
+    assert result.returncode == 1 and "convert the file to a standard rate" in job["error"]["message"]
+    assert not (served.media / "odd").exists()  # a failed job leaves no folder
+    code, job = separate(served, "--model", "tiny", "--out", str(served.media / "after"))
+    assert code == 0, job
+
+
 def test_hpss_needs_no_weights(served):
     code, job = separate(served, "--model", "hpss", "--out", str(served.media / "hp"))
     assert code == 0, job
