@@ -169,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep the model loaded this long after the job (default 5m)")
     generate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
+    reframe = command("reframe", commands.reframe, "cut a video to another shape around its "
+                      "subject (9:16, 1:1, 4:5, ...), with crop keyframes")
+    reframe.add_argument("input", help="video file: MP4, MOV, MKV, ... (H.264, HEVC, ProRes, ...)")
+    reframe.add_argument("--aspect", required=True,
+                         help="9:16, 1:1, 4:5, 4:3, 16:9, ... or WxH (e.g. 1080x1920: scaled to it)")
+    reframe.add_argument("--out", required=True, help="folder for the video and its keyframes")
+    reframe.add_argument("--track", default=None, choices=("auto", "faces", "saliency", "center"),
+                         help="what the crop follows (auto: faces, else saliency, else motion)")
+    reframe.add_argument("--start", type=float, default=None, help="seconds into the clip to start")
+    reframe.add_argument("--duration", type=float, default=None, help="seconds to render (0 = to the end)")
+    reframe.add_argument("--codec", default=None, choices=("auto", "h264", "hevc", "prores"),
+                         help="encoder (auto: the source's family)")
+    reframe.add_argument("--crf", type=int, default=None, help="H.264/HEVC quality (18)")
+    reframe.add_argument("--preset", default=None, help="H.264/HEVC preset (veryfast)")
+    reframe.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+
     demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
     demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")
     demo.add_argument("--seconds", type=float, default=12.0)

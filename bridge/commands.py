@@ -234,6 +234,12 @@ def generate(args) -> dict:
                    keep_alive=args.keep_alive, no_cache=args.no_cache)
 
 
+def reframe(args) -> dict:
+    names = ("aspect", "track", "start", "duration", "codec", "crf", "preset")
+    params = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    return run_job(args, "reframe", {"video": args.input}, params, args.out, no_cache=args.no_cache)
+
+
 def demo(args) -> dict:
     from .demo import run_demo
 

@@ -38,7 +38,7 @@ class Plan:
 
 
 def plan_shot(centres: np.ndarray, halves: np.ndarray, frame: int, crop: int,
-              fps: float) -> Plan:
+              fps: float, lead: np.ndarray | None = None) -> Plan:
     """Plan one shot.
 
     Args:
@@ -48,6 +48,9 @@ def plan_shot(centres: np.ndarray, halves: np.ndarray, frame: int, crop: int,
         frame: the frame's size along this axis.
         crop: the crop's size along this axis (<= frame).
         fps: frames per second (speed and smoothing are in seconds).
+        lead: the last positions (one or two) of the part of this shot already
+            planned, when a long shot is planned in pieces: the path continues
+            from them with the same position and speed.
 
     Returns:
         Plan with positions in [0, frame - crop].
@@ -55,13 +58,24 @@ def plan_shot(centres: np.ndarray, halves: np.ndarray, frame: int, crop: int,
     centres = _filled(np.asarray(centres, dtype=np.float64), frame / 2.0)
     halves = np.nan_to_num(np.asarray(halves, dtype=np.float64), nan=0.0)
     lo, hi, fits = _corridor(centres, halves, frame, crop)
+    lead = np.asarray(lead if lead is not None else [], dtype=np.float64)[-2:]
     if np.ptp(centres) <= HOLD_RANGE * crop and lo.max() <= hi.min():
         x = np.clip(np.median(centres) - crop / 2.0, lo.max(), hi.min())
-        return Plan(np.full(len(centres), x), "hold", fits)
+        if not len(lead) or _holds_at(lead, lo, hi):
+            x = lead[-1] if len(lead) else x  # a held camera stays where it was
+            return Plan(np.full(len(centres), x), "hold", fits)
     desired = np.clip(centres - crop / 2.0, lo, hi)
-    path = _smooth_inside(desired, lo, hi, (SMOOTHING_SECONDS * fps) ** 4)
+    n = len(lead)  # pinned frames in front: the path leaves them at their speed
+    desired, lo, hi = (np.concatenate([lead, v]) for v in (desired, lo, hi))
+    weights = np.concatenate([np.full(n, 1e9), np.ones(len(centres))])
+    path = _smooth_inside(desired, lo, hi, (SMOOTHING_SECONDS * fps) ** 4, weights)
     path = _limit(path, lo, hi, MAX_SPEED * crop / fps, MAX_ACCEL * crop / fps ** 2)
-    return Plan(path, "pan", fits)
+    return Plan(path[n:], "pan", fits)
+
+
+def _holds_at(lead: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """The previous piece held still at a place that still frames this one."""
+    return bool(np.ptp(lead) < 1e-6 and lo.max() <= lead[-1] <= hi.min())
 
 
 def _filled(values: np.ndarray, default: float) -> np.ndarray:
@@ -82,14 +96,15 @@ def _corridor(centres, halves, frame: int, crop: int):
     return lo, hi, not wide.any()
 
 
-def _smooth_inside(desired, lo, hi, lam: float, rounds: int = 20) -> np.ndarray:
+def _smooth_inside(desired, lo, hi, lam: float, weights=None, rounds: int = 20) -> np.ndarray:
     """Whittaker-smooth ``desired``; frames that leave [lo, hi] get pulled back harder."""
     from scipy.linalg import solve_banded
 
     n = len(desired)
     if n < 4:  # too short to smooth: a few frames at a cut
         return np.clip(desired, lo, hi)
-    weights, target = np.ones(n), desired.copy()
+    weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).copy()
+    target = desired.copy()
     for _ in range(rounds):
         path = solve_banded((2, 2), _banded(weights, lam), weights * target)
         outside = (path < lo - 0.01) | (path > hi + 0.01)

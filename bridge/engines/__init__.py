@@ -22,6 +22,7 @@ BUILTIN = {
     "master": "bridge.engines.master:MasterEngine",
     "separate": "bridge.engines.demucs:SeparateEngine",
     "generate": "bridge.engines.musicgen:GenerateEngine",
+    "reframe": "bridge.engines.reframe:ReframeEngine",
 }
 
 

@@ -27,20 +27,32 @@ class CutFinder:
         from scenedetect import ContentDetector
 
         self.fps = Fraction(fps).limit_denominator(1001000) if not isinstance(fps, Fraction) else fps
+        self.min_shot_frames = int(min_shot_frames)
         self._detector = ContentDetector(threshold=threshold, min_scene_len=min_shot_frames)
         self._cuts: list[int] = []
         self._frame = -1
 
-    def add(self, bgr: np.ndarray) -> None:
-        """The next frame (BGR, any size; small is fast)."""
+    def add(self, bgr: np.ndarray) -> list[int]:
+        """The next frame (BGR, any size; small is fast); returns cuts confirmed by it.
+
+        A cut can be confirmed a few frames after it happened (the detector's
+        flash filter waits ``min_shot_frames``), never before.
+        """
         from scenedetect import FrameTimecode
 
         self._frame += 1
         found = self._detector.process_frame(FrameTimecode(self._frame, self.fps), bgr)
-        self._cuts += [c.frame_num for c in found]
+        new = [c.frame_num for c in found if c.frame_num > 0]
+        self._cuts += new
+        return new
+
+    @property
+    def latency(self) -> int:
+        """Frames a cut may be confirmed after it happened (an upper bound)."""
+        return self.min_shot_frames + 2
 
     def finish(self) -> list[int]:
-        """Frame numbers where a new shot starts (0 is not listed)."""
+        """Frame numbers where a new shot starts (0 is not listed), all of them."""
         from scenedetect import FrameTimecode
 
         if self._frame >= 0:

@@ -52,6 +52,10 @@ class SubjectFinder:
         self._spectral = cv2.saliency.StaticSaliencySpectralResidual_create()
         self._previous: np.ndarray | None = None
 
+    def reset(self) -> None:
+        """Forget the previous frame (a new shot: motion must not compare across a cut)."""
+        self._previous = None
+
     def find(self, gray: np.ndarray) -> Subject | None:
         """The subject in one grayscale analysis frame, or None."""
         found = None

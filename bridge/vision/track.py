@@ -1,0 +1,118 @@
+"""A shot's subject path: detections at a reduced rate, template tracking between them.
+
+The subject finder is the expensive part (Haar cascades), so it runs on one
+analysis frame in every few; the frames between are followed by matching the
+last detection's patch (normalised cross-correlation in a window around it),
+and a tracked stretch that ends at a new detection is pulled onto it
+linearly, so tracker drift never accumulates past a detection. A shot keeps
+one kind of subject: if faces are found in most detections, a frame where
+the cascade misses is tracked instead of jumping to whatever is salient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .subjects import Subject, SubjectFinder
+
+MAIN_SHARE = 0.5  # a kind of subject found in this share of a shot's detections leads it
+MATCH_MIN = 0.5  # correlation below this: the tracker has lost the subject
+SEARCH = 1.0  # search window margin, in subject sizes
+
+
+@dataclass
+class ShotTrack:
+    """The subject box per analysis frame of one shot (NaN where unknown)."""
+
+    boxes: np.ndarray  # (analysis frames, 4): x, y, w, h in full-frame pixels
+    source: str  # "faces" | "saliency" | "motion" | "none"
+    detections: int  # detections of that kind
+    tracked: int  # frames filled by the tracker
+
+
+def track_shot(grays: list[np.ndarray], finder: SubjectFinder, detect_every: int) -> ShotTrack:
+    """Find and follow the subject through one shot's analysis frames.
+
+    Args:
+        grays: the shot's analysis frames (small grayscale), in order.
+        finder: the subject finder (its scale maps analysis pixels to full frames).
+        detect_every: run the finder on every n-th analysis frame (and the first).
+
+    Returns:
+        ShotTrack with one box per analysis frame.
+    """
+    finder.reset()
+    found = {k: s for k in range(0, len(grays), max(1, detect_every))
+             if (s := finder.find(grays[k])) is not None}
+    source = _main_source(list(found.values()), finder.modes)
+    small = np.full((len(grays), 4), np.nan)
+    anchors = sorted(k for k, s in found.items() if s.source == source)
+    for k in anchors:
+        small[k] = [v / finder.scale for v in (found[k].x, found[k].y, found[k].w, found[k].h)]
+    tracked = _fill_between(grays, small, anchors)
+    return ShotTrack(small * finder.scale, source if anchors else "none", len(anchors), tracked)
+
+
+def _main_source(found: list[Subject], modes: tuple[str, ...]) -> str:
+    """The preferred kind found in at least MAIN_SHARE of detections, else the commonest."""
+    if not found:
+        return "none"
+    counts = {mode: sum(s.source == mode for s in found) for mode in modes}
+    for mode in modes:
+        if counts[mode] >= MAIN_SHARE * len(found):
+            return mode
+    return max(modes, key=lambda mode: counts[mode])
+
+
+def _fill_between(grays, small: np.ndarray, anchors: list[int]) -> int:
+    """Track from each anchor towards the next (and past the ends); returns frames filled."""
+    if not anchors:
+        return 0
+    filled = 0
+    bounds = [None, *anchors, None]
+    for before, anchor, after in zip(bounds, bounds[1:], bounds[2:]):
+        stop = after if after is not None else len(grays)
+        path = _follow(grays, anchor, small[anchor], stop, +1)
+        if after is not None and after in path:  # pull the stretch onto the next detection
+            drift = small[after] - path.pop(after)
+            for k in path:
+                path[k] = path[k] + drift * (k - anchor) / (after - anchor)
+        if before is None:  # the shot's head, before its first detection: track backwards
+            path.update(_follow(grays, anchor, small[anchor], -1, -1))
+        for k, box in path.items():
+            if k != after and np.isnan(small[k]).all():
+                small[k] = box
+                filled += 1
+    return filled
+
+
+def _follow(grays, start: int, box: np.ndarray, stop: int, step: int) -> dict[int, np.ndarray]:
+    """Boxes found by matching ``start``'s patch in frames start+step .. stop (inclusive when
+    ``stop`` is a frame), until the match is lost."""
+    import cv2
+
+    x, y, w, h = (int(round(v)) for v in box)
+    first = grays[start]
+    x, y = max(0, x), max(0, y)
+    w, h = min(w, first.shape[1] - x), min(h, first.shape[0] - y)
+    if w < 4 or h < 4:
+        return {}
+    patch = first[y:y + h, x:x + w]
+    out: dict[int, np.ndarray] = {}
+    last = min(stop, len(grays) - 1) if step > 0 else max(stop, -1) + 1
+    for k in range(start + step, last + step, step):
+        frame = grays[k]
+        mx, my = int(SEARCH * w), int(SEARCH * h)
+        x0, y0 = max(0, x - mx), max(0, y - my)
+        window = frame[y0:min(frame.shape[0], y + h + my), x0:min(frame.shape[1], x + w + mx)]
+        if window.shape[0] < h or window.shape[1] < w:
+            break
+        scores = cv2.matchTemplate(window, patch, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (dx, dy) = cv2.minMaxLoc(scores)
+        if not np.isfinite(best) or best < MATCH_MIN:
+            break
+        x, y = x0 + dx, y0 + dy
+        out[k] = np.array([x, y, w, h], dtype=np.float64)
+    return out
