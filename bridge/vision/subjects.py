@@ -17,6 +17,7 @@ import numpy as np
 MIN_FACE_FRACTION = 0.06  # faces smaller than this share of the frame height are ignored
 SALIENT_PERCENTILE = 95.0  # the brightest 5 % of the saliency map is "what stands out"
 MOTION_THRESHOLD = 25  # grey levels of change that count as motion
+SECONDARY_FACE = 0.6  # another face counts (a two-shot) when at least this share of the biggest
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Subject:
     w: float
     h: float
     source: str  # "faces" | "saliency" | "motion"
+    parts: tuple = ()  # the boxes it is the union of (each face of a two-shot)
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -60,34 +62,54 @@ class SubjectFinder:
         """The subject in one grayscale analysis frame, or None."""
         found = None
         for mode in self.modes:
-            box = getattr(self, f"_{mode}")(gray)
-            if box is not None:
-                found = Subject(*(v * self.scale for v in box), source=mode)
+            boxes = getattr(self, f"_{mode}")(gray)
+            if boxes:
+                found = subject_of([tuple(v * self.scale for v in box) for box in boxes], mode)
                 break
         self._previous = gray
         return found
 
     def _faces(self, gray):
         smallest = max(12, int(MIN_FACE_FRACTION * gray.shape[0]))
-        boxes = []
-        for cascade in self._cascades:
-            found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                             minSize=(smallest, smallest))
-            boxes.extend(tuple(b) for b in np.asarray(found).reshape(-1, 4))
-        return _union(boxes) if boxes else None
+        found = [[tuple(b) for b in np.asarray(cascade.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))).reshape(-1, 4)]
+            for cascade in self._cascades]
+        frontal, profile = found
+        # A profile hit on a face the frontal cascade already has is the same face, often
+        # framed looser: keep the frontal box. Faces much smaller than the biggest are
+        # background (or false hits), not the subject of a two-shot.
+        faces = frontal + [p for p in profile if not any(_overlaps(p, f) for f in frontal)]
+        if not faces:
+            return None
+        biggest = max(w for _, _, w, _ in faces)
+        return [f for f in faces if f[2] >= SECONDARY_FACE * biggest]
 
     def _saliency(self, gray):
         ok, sal = self._spectral.computeSaliency(gray)
         if not ok or not np.isfinite(sal).all() or sal.max() <= 0:
             return None
         mask = sal >= np.percentile(sal, SALIENT_PERCENTILE)
-        return _largest_region(mask)
+        return _listed(_largest_region(mask))
 
     def _motion(self, gray):
         if self._previous is None or self._previous.shape != gray.shape:
             return None
         diff = np.abs(gray.astype(np.int16) - self._previous.astype(np.int16)) > MOTION_THRESHOLD
-        return _largest_region(diff) if diff.mean() > 0.001 else None
+        return _listed(_largest_region(diff)) if diff.mean() > 0.001 else None
+
+
+def subject_of(boxes: list, source: str) -> Subject:
+    """The subject made of ``boxes`` (their union; a two-shot keeps both people in)."""
+    return Subject(*_union(boxes), source=source, parts=tuple(boxes))
+
+
+def _listed(box):
+    return [box] if box is not None else None
+
+
+def _overlaps(a, b) -> bool:
+    """True when the boxes share area (x, y, w, h)."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _union(boxes) -> tuple[float, float, float, float]:

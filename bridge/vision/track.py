@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .subjects import Subject, SubjectFinder
+from .subjects import Subject, SubjectFinder, subject_of
 
 MAIN_SHARE = 0.5  # a kind of subject found in this share of a shot's detections leads it
 MATCH_MIN = 0.5  # correlation below this: the tracker has lost the subject
@@ -46,6 +46,7 @@ def track_shot(grays: list[np.ndarray], finder: SubjectFinder, detect_every: int
     finder.reset()
     found = {k: s for k in range(0, len(grays), max(1, detect_every))
              if (s := finder.find(grays[k])) is not None}
+    found = _persistent(found)
     source = _main_source(list(found.values()), finder.modes)
     small = np.full((len(grays), 4), np.nan)
     anchors = sorted(k for k, s in found.items() if s.source == source)
@@ -53,6 +54,41 @@ def track_shot(grays: list[np.ndarray], finder: SubjectFinder, detect_every: int
         small[k] = [v / finder.scale for v in (found[k].x, found[k].y, found[k].w, found[k].h)]
     tracked = _fill_between(grays, small, anchors)
     return ShotTrack(small * finder.scale, source if anchors else "none", len(anchors), tracked)
+
+
+def _persistent(found: dict[int, Subject]) -> dict[int, Subject]:
+    """Drop faces that do not continue the faces of the neighbouring detections.
+
+    The cascade fires on a collar or a texture now and then; a real face (or both
+    faces of a two-shot) is where its neighbours say: between the faces of the
+    detections before and after (motion is smooth at this rate), or near the one
+    neighbour at a shot's end. A detection left with no face counts as missed
+    (the tracker covers it).
+    """
+    keys = sorted(k for k, s in found.items() if s.source == "faces")
+    out = dict(found)
+    for before, k, after in zip([None, *keys], keys, [*keys[1:], None]):
+        sides = [found[n].parts for n in (before, after) if n is not None]
+        if not sides:
+            continue
+        kept = [p for p in found[k].parts if _continues(p, sides)]
+        if not kept:
+            del out[k]
+        elif len(kept) < len(found[k].parts):
+            out[k] = subject_of(kept, "faces")
+    return out
+
+
+def _continues(box, sides) -> bool:
+    centre = _centre(box)
+    nearest = [min(parts, key=lambda q: np.hypot(*(_centre(q) - centre))) for parts in sides]
+    expected = np.mean([_centre(q) for q in nearest], axis=0)
+    reach = (0.6 if len(sides) == 2 else 1.5) * box[2]  # an interpolation is tight; one side is not
+    return bool(np.hypot(*(centre - expected)) < reach)
+
+
+def _centre(box) -> np.ndarray:
+    return np.array([box[0] + box[2] / 2, box[1] + box[3] / 2])
 
 
 def _main_source(found: list[Subject], modes: tuple[str, ...]) -> str:
