@@ -61,17 +61,22 @@ def _persistent(found: dict[int, Subject]) -> dict[int, Subject]:
 
     The cascade fires on a collar or a texture now and then; a real face (or both
     faces of a two-shot) is where its neighbours say: between the faces of the
-    detections before and after (motion is smooth at this rate), or near the one
-    neighbour at a shot's end. A detection left with no face counts as missed
-    (the tracker covers it).
+    detections before and after (motion is smooth at this rate), or where the two
+    detections on one side lead at a shot's end. A detection left with no face
+    counts as missed (the tracker covers it). With one neighbour, nothing can
+    be told apart and all is kept.
     """
     keys = sorted(k for k, s in found.items() if s.source == "faces")
     out = dict(found)
-    for before, k, after in zip([None, *keys], keys, [*keys[1:], None]):
-        sides = [found[n].parts for n in (before, after) if n is not None]
-        if not sides:
+    for index, k in enumerate(keys):
+        if 0 < index < len(keys) - 1:
+            sides = [found[keys[index - 1]].parts, found[keys[index + 1]].parts]
+        elif len(keys) >= 3:  # an end: the two on the inside lead to it
+            near, far = (keys[1], keys[2]) if index == 0 else (keys[-2], keys[-3])
+            sides = [found[near].parts, found[far].parts]
+        else:
             continue
-        kept = [p for p in found[k].parts if _continues(p, sides)]
+        kept = [p for p in found[k].parts if _continues(p, sides, between=0 < index < len(keys) - 1)]
         if not kept:
             del out[k]
         elif len(kept) < len(found[k].parts):
@@ -79,11 +84,14 @@ def _persistent(found: dict[int, Subject]) -> dict[int, Subject]:
     return out
 
 
-def _continues(box, sides) -> bool:
+def _continues(box, sides, between: bool) -> bool:
+    """``box`` is where ``sides`` (the parts of two other detections) put a face: their
+    midpoint when it lies between them, else the line through them carried on."""
     centre = _centre(box)
-    nearest = [min(parts, key=lambda q: np.hypot(*(_centre(q) - centre))) for parts in sides]
-    expected = np.mean([_centre(q) for q in nearest], axis=0)
-    reach = (0.6 if len(sides) == 2 else 1.5) * box[2]  # an interpolation is tight; one side is not
+    first = _centre(min(sides[0], key=lambda q: np.hypot(*(_centre(q) - centre))))
+    second = _centre(min(sides[1], key=lambda q: np.hypot(*(_centre(q) - first))))
+    expected = (first + second) / 2 if between else 2 * first - second
+    reach = (0.6 if between else 1.0) * box[2]
     return bool(np.hypot(*(centre - expected)) < reach)
 
 
