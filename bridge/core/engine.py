@@ -257,6 +257,7 @@ class Engine:
     description: str = ""
     params: Sequence[Param] = ()
     inputs: Sequence[InputSpec] = (InputSpec("audio"),)
+    common_params: Sequence[Param] = COMMON_PARAMS  # the runner's audio output format
 
     # The model store (``bridge.core.store.ModelStore``), set by the registry:
     # model engines find installed weights there, never on the network.
@@ -294,7 +295,7 @@ class Engine:
     # -- validation --------------------------------------------------------
     def validate(self, params: Mapping[str, Any]) -> dict:
         """Return params with defaults filled in, or raise InvalidArgument."""
-        known = {p.name: p for p in (*self.params, *COMMON_PARAMS)}
+        known = {p.name: p for p in self.describe_params()}
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise InvalidArgument(
@@ -318,7 +319,7 @@ class Engine:
             )
 
     def describe_params(self) -> tuple[Param, ...]:
-        return (*self.params, *COMMON_PARAMS)
+        return (*self.params, *self.common_params)
 
     # -- lifecycle ---------------------------------------------------------
     def load(self, model: str, device: str) -> Any:

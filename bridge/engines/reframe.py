@@ -34,6 +34,7 @@ class ReframeEngine(Engine):
                    "out, else what moves), with shot-aware camera-like moves; writes the video and "
                    "per-frame crop keyframes")
     inputs = (InputSpec("video", kind="video", description="the clip to reframe (any codec ffmpeg reads)"),)
+    common_params = ()  # no audio is written: the audio format choice does not apply
     params = (
         Param("aspect", "string", "9:16", "target shape: 9:16, 1:1, 4:5, 4:3, 16:9, ... or a size "
               "WxH (e.g. 1080x1920: the crop is scaled to it)"),

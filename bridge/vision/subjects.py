@@ -71,14 +71,16 @@ class SubjectFinder:
 
     def _faces(self, gray):
         smallest = max(12, int(MIN_FACE_FRACTION * gray.shape[0]))
-        found = [[tuple(b) for b in np.asarray(cascade.detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))).reshape(-1, 4)]
-            for cascade in self._cascades]
-        frontal, profile = found
-        # A profile hit on a face the frontal cascade already has is the same face, often
-        # framed looser: keep the frontal box. Faces much smaller than the biggest are
-        # background (or false hits), not the subject of a two-shot.
-        faces = frontal + [p for p in profile if not any(_overlaps(p, f) for f in frontal)]
+
+        def detect(cascade):
+            found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                             minSize=(smallest, smallest))
+            return [tuple(b) for b in np.asarray(found).reshape(-1, 4)]
+        # The profile cascade runs only when no face looks at the camera: it costs as much
+        # as the frontal one (a two-shot of one frontal and one profile face keeps the first).
+        faces = detect(self._cascades[0]) or detect(self._cascades[1])
+        # Faces much smaller than the biggest are background (or false hits), not the
+        # subject of a two-shot.
         if not faces:
             return None
         biggest = max(w for _, _, w, _ in faces)
@@ -105,11 +107,6 @@ def subject_of(boxes: list, source: str) -> Subject:
 
 def _listed(box):
     return [box] if box is not None else None
-
-
-def _overlaps(a, b) -> bool:
-    """True when the boxes share area (x, y, w, h)."""
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _union(boxes) -> tuple[float, float, float, float]:
