@@ -216,3 +216,24 @@ def test_odd_sizes_and_a_variable_frame_rate_are_kept(served):
         want = [f.pts * f.time_base for f in source.decode(video=0)]
         got = [f.pts * f.time_base for f in render.decode(video=0)]
     assert got == want
+
+
+def test_cancel_mid_render_leaves_no_file_and_the_next_job_runs(served):
+    long = served.media / "long.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=1280x720:rate=30:duration=30", "-c:v", "libx264", "-preset",
+                    "ultrafast", str(long)], check=True)
+    out = served.media / "cancelled"
+    with served.client() as client:
+        job = client.submit("reframe", {"video": str(long)}, {"aspect": "9:16"}, str(out))
+        for event in client.watch(job["job_id"]):
+            if event["state"] == "running" and event["progress"] > 0.05:
+                client.cancel(job["job_id"])
+                break
+        final = client.wait(job["job_id"])
+        assert final["state"] == "cancelled" and final["outputs"] == []
+        assert not out.exists() or not any(out.iterdir())
+        assert not any((served.state_dir / "scratch").glob("*/*"))  # the job's partial render is gone
+        again = client.run("reframe", {"video": str(long)}, {"aspect": "1:1", "duration": 1.0},
+                           str(out))
+        assert again["state"] == "succeeded" and len(again["outputs"]) == 2
