@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     reframe.add_argument("--preset", default=None, help="H.264/HEVC preset (veryfast)")
     reframe.add_argument("--no-cache", action="store_true", help="recompute even if cached")
 
+    from hosts.otio.cli import add_otio_command  # argparse only; OpenTimelineIO loads when it runs
+
+    add_otio_command(sub, common, commands.otio)
+
     demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
     demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")
     demo.add_argument("--seconds", type=float, default=12.0)

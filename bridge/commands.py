@@ -240,6 +240,14 @@ def reframe(args) -> dict:
     return run_job(args, "reframe", {"video": args.input}, params, args.out, no_cache=args.no_cache)
 
 
+def otio(args) -> dict | int:
+    """The OpenTimelineIO editor host (hosts/otio): reframe, separate or master a timeline's clips."""
+    from hosts.otio.cli import run
+
+    with _client(args) as client:
+        return run(args, client)
+
+
 def demo(args) -> dict:
     from .demo import run_demo
 

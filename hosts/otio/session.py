@@ -1,0 +1,244 @@
+"""One otio command's session: the timeline, the daemon, a row per clip.
+
+``Run`` reads IN (refusing to write over it), finds each clip's media, runs
+daemon jobs (the same request once), records per-clip outcomes, and writes
+OUT plus its ``.otio`` sidecar. The actions in ``jobs`` use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bridge.client import BridgeError, Unavailable
+
+from .formats import META, TimelineError, declare_canvas, format_for, writer_losses
+from .timeline import (Candidate, fill_available_ranges, read_document, relink, resolve_media, select_clips,
+                       write_timeline)
+
+MARKER_COLOR = "PURPLE"  # the one colour every editor format reads back unchanged
+
+
+@dataclass
+class Options:
+    """What every action takes (the CLI's shared flags)."""
+
+    input: Path
+    output: Path
+    media_dir: Path | None = None
+    search_paths: tuple = ()
+    rate: float = 30.0
+    tracks: tuple = ()
+    names: tuple = ()
+    markers: tuple = ()
+    handles: int = 12
+    no_cache: bool = False
+
+
+class ClipProblem(Exception):
+    """This clip is skipped or failed; the run goes on."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def sidecar_for(output: Path) -> Path:
+    """Where the lossless .otio with every job's details goes."""
+    if output.suffix.lower() == ".otio":
+        return output.with_name(output.stem + ".studio-bridge.otio")
+    return output.with_name(output.name + ".otio")
+
+
+class Run:
+    """One otio command: the timeline, the daemon, a row per clip.
+
+    Args:
+        client: a ``bridge.client.Client``.
+        progress: called with (clip row so far, job snapshot) while jobs run.
+    """
+
+    def __init__(self, client, opts: Options, action: str, progress: Callable | None = None):
+        self.client, self.opts, self.action, self.progress = client, opts, action, progress
+        self.input, self.output = Path(opts.input).absolute(), Path(opts.output).absolute()
+        self.sidecar = sidecar_for(self.output)
+        _refuse_overwriting_input(self.input, self.output, self.sidecar)
+        self.out_fmt = format_for(self.output, write=True)
+        self.media_dir = Path(opts.media_dir or self.output.parent / f"{self.output.stem}_media").absolute()
+        self.doc = read_document(self.input, opts.rate, self._extract_dir)
+        self.timeline = self.doc.timeline
+        self.notes = list(self.doc.notes)
+        self.search = tuple(Path(p).expanduser().absolute() for p in opts.search_paths)
+        relink(self.timeline, self.doc.base_dir, self.search)
+        fill_available_ranges(self.timeline, self.doc.fmt)
+        self._preflight()
+        self.rows: list[dict] = []
+        self._jobs: dict[str, dict] = {}
+
+    def _preflight(self) -> None:
+        """Editor formats refuse some timelines (an EDL holds one video track): find out
+        before any job runs, by writing the input once in OUT's format."""
+        if self.out_fmt.all_references:
+            return  # .otio/.otioz hold anything
+        with tempfile.TemporaryDirectory() as folder:
+            write_timeline(self.timeline, Path(folder) / f"check{self.output.suffix}", shown_as=self.output.name)
+
+    def _extract_dir(self) -> Path:
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{self.input.stem}.otioz-", dir=self.media_dir))
+
+    # -- clips ------------------------------------------------------------------
+    def candidates(self, kind: str) -> list[Candidate]:
+        """Clips of ``kind`` ("Video"/"Audio") the selectors pick, nested ones included."""
+        import opentimelineio as otio
+
+        found = select_clips(self.timeline, kind, self.opts.tracks, self.opts.names, self.opts.markers)
+        if self.timeline.find_children(descended_from_type=otio.schema.Transition):
+            self.notes.append("transitions are left as they are (not processed)")
+        return found
+
+    def each(self, candidates: list[Candidate], work: Callable[[Candidate, dict], None]) -> None:
+        """Run ``work(candidate, row)`` per clip; a ClipProblem becomes the row's status."""
+        for cand in candidates:
+            row = {"name": cand.clip.name, "track": cand.label, "status": "done"}
+            if cand.nested:
+                row["nested"] = cand.nested  # processed like any clip: its media time is its own
+            self.rows.append(row)
+            try:
+                work(cand, row)
+            except ClipProblem as problem:
+                row.update(status=problem.status, reason=problem.reason)
+            except TimelineError as exc:  # e.g. the clip lies outside its media
+                row.update(status="failed", reason=exc.message)
+
+    def media_for(self, cand: Candidate):
+        """The clip's active media reference and its file.
+
+        Raises:
+            ClipProblem: no reference, a generator, or the file cannot be found.
+        """
+        import opentimelineio as otio
+
+        ref = cand.clip.media_reference
+        if isinstance(ref, otio.schema.MissingReference) or ref is None:
+            raise ClipProblem("skipped", "no media reference (MissingReference): the clip is offline; "
+                                         "relink it in the editor")
+        if not isinstance(ref, otio.schema.ExternalReference):
+            raise ClipProblem("skipped", f"its media is a {ref.schema_name()} "
+                                         f"({getattr(ref, 'generator_kind', '') or 'not a file'}), not a file")
+        path, tried = resolve_media(ref.target_url, self.doc.base_dir, self.search)
+        if path is None:
+            name = Path(ref.target_url.replace("\\", "/")).name
+            raise ClipProblem("failed", f"media not found: '{ref.target_url}'; tried {'; '.join(tried)}; "
+                                        f"add --search-path DIR (a folder that holds '{name}')")
+        return ref, path
+
+    def job(self, engine: str, inputs: dict, params: dict, row: dict, model: str = "") -> dict:
+        """Run one daemon job (the same request twice in one run is sent once).
+
+        Raises:
+            ClipProblem: the daemon refused or failed the job (its message passed on).
+            Unavailable: no daemon answers (nothing else can work either).
+        """
+        key = json.dumps([engine, inputs, params, model], sort_keys=True)
+        if key not in self._jobs:
+            try:
+                self._jobs[key] = self.client.run(
+                    engine, inputs, params, str(self.media_dir), model=model, no_cache=self.opts.no_cache,
+                    client="otio", on_event=(lambda job: self.progress(row, job)) if self.progress else None)
+            except Unavailable:
+                raise
+            except BridgeError as exc:
+                raise ClipProblem("failed", f"{engine} refused: {exc.code}: {exc.message}") from None
+        job = self._jobs[key]
+        if job["state"] != "succeeded":
+            error = job.get("error") or {}
+            raise ClipProblem("failed", f"{engine} job {job['job_id']} {job['state']}: "
+                                        f"{error.get('code', '')}: {error.get('message', '')}".rstrip(": "))
+        row["job_id"] = job["job_id"]
+        return job
+
+    # -- out ----------------------------------------------------------------------
+    def finish(self, canvas: tuple[int, int] | None = None) -> dict:
+        """Write OUT and the sidecar if anything was processed; the command's result."""
+        done = sum(row["status"] == "done" for row in self.rows)
+        result = {"action": self.action, "input": str(self.input), "output": None, "sidecar": None,
+                  "format": self.out_fmt.label, "media_dir": str(self.media_dir), "processed": done,
+                  "clips": self.rows}
+        if canvas:
+            result["canvas"] = {"width": canvas[0], "height": canvas[1], "stored": bool(self.out_fmt.canvas)}
+            if not self.out_fmt.canvas:
+                self.notes.append(f"{self.out_fmt.label} stores no frame size: set the sequence to "
+                                  f"{canvas[0]}x{canvas[1]} in the editor")
+            declare_canvas(self.timeline, self.out_fmt, canvas)
+        if not self.out_fmt.all_references:
+            self.notes.append(f"{self.out_fmt.label} keeps only the active media of a clip: the "
+                              "originals are kept in the sidecar")
+        self.notes += writer_losses(self.timeline, self.out_fmt)
+        result["notes"] = self.notes
+        if not done:
+            result["error"] = _nothing_done(self.rows, self.action, self.input)
+            return result
+        self.timeline.metadata.setdefault(META, {})["run"] = {
+            "action": self.action, "input": str(self.input), "clips": self.rows}
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        write_timeline(self.timeline, self.output, canvas)
+        write_timeline(self.timeline, self.sidecar)
+        result.update(output=str(self.output), sidecar=str(self.sidecar))
+        return result
+
+
+def _refuse_overwriting_input(source: Path, output: Path, sidecar: Path) -> None:
+    for target in (output, sidecar):
+        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+            raise TimelineError(f"refusing to write '{target}': it is the input timeline; "
+                                "give -o another file", code="invalid_argument")
+
+
+def _nothing_done(rows: list[dict], action: str, source: Path) -> dict:
+    if not rows:
+        return {"code": "not_found", "message": f"no clip in '{source.name}' matches what {action} "
+                                                "works on and the selectors given (--track, --name, --marker)"}
+    reasons = "; ".join(f"{row['name']}: {row.get('reason', row['status'])}" for row in rows[:5])
+    return {"code": "nothing_processed", "message": f"no clip could be processed ({reasons}); "
+                                                   "nothing was written"}
+
+
+# -- shared pieces --------------------------------------------------------------------
+def attach(clip, ref) -> None:
+    """Make ``ref`` the clip's active media and keep the old one beside it as "original"."""
+    key = clip.active_media_reference_key
+    # Clones: OTIO 0.18 crashes (segfault) when set_media_references is handed a
+    # reference the clip already owns while Python still holds it.
+    refs = {name: old.clone() for name, old in clip.media_references().items()}
+    name, n = "original", 2
+    while name in refs:
+        name, n = f"original_{n}", n + 1
+    refs[name] = refs[key]
+    refs[key] = ref
+    clip.set_media_references(refs, key)
+
+
+def note_on(clip, text: str, details: dict, at) -> None:
+    """Job details on the clip: metadata (kept by .otio) and a marker at ``at`` (kept by
+    EDL, FCP7, FCPX; FCP7 also keeps the marker's comment: the files made)."""
+    import opentimelineio as otio
+
+    clip.metadata[META] = details
+    files = "; ".join(f"{key} {details[key]}" for key in ("render", "keyframes") if details.get(key))
+    metadata = {META: details, "fcp_xml": {"comment": files}} if files else {META: details}
+    marker = otio.schema.Marker(name=text, color=MARKER_COLOR, metadata=metadata,
+                                marked_range=otio.opentime.TimeRange(at, otio.opentime.RationalTime(0, at.rate)))
+    clip.markers.append(marker)
+
+
+def output_of(job: dict, kind: str) -> str:
+    return next((o["path"] for o in job["outputs"] if o["kind"] == kind), "")
+
+
+def source_range(clip):
+    return clip.source_range or clip.available_range()

@@ -1,0 +1,345 @@
+"""Timelines in and out: reading and writing by suffix, which clips to process,
+where their media is, and which part of it a clip uses.
+
+Media time: OpenTimelineIO puts a clip's source range in its media's own time,
+which in most editor files starts at the media's timecode (01:00:00:00 is the
+first frame of a camera file), and in Kdenlive at 0. ``media_origin`` finds
+the media time of a file's first frame, so ranges convert to seconds of the
+file (what the daemon's engines take) and back.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .formats import Format, TimelineError, format_for, patch_written, prepare_for_writing, quiet, url_to_path
+
+
+@dataclass
+class Document:
+    """A timeline read from a file, and where relative media paths start from."""
+
+    path: Path
+    fmt: Format
+    timeline: object  # opentimelineio.schema.Timeline
+    base_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def read_document(path: Path, rate: float = 30.0, extract_dir=None) -> Document:
+    """Read ``path`` with the adapter its suffix names.
+
+    Args:
+        rate: frame rate for formats that do not store one (EDL).
+        extract_dir: callable returning a fresh folder to unpack a .otioz
+            bundle's media into (the daemon must be able to read it).
+
+    Raises:
+        TimelineError: unknown suffix, missing file, or the adapter failed.
+    """
+    import opentimelineio as otio
+
+    fmt = format_for(path)
+    if not path.is_file():
+        raise TimelineError(f"timeline '{path}' does not exist", code="not_found")
+    kwargs, notes, base_dir = {}, [], path.parent
+    if fmt.adapter == "cmx_3600":
+        kwargs["rate"] = rate
+        notes.append(f"EDL read at {rate:g} fps (EDLs store no rate; set it with --rate)")
+    if fmt.adapter == "otioz" and extract_dir is not None:
+        base_dir = Path(extract_dir())
+        kwargs["extract_to_directory"] = str(base_dir)
+        notes.append(f"bundle media unpacked into {base_dir}")
+    try:
+        with quiet():
+            result = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **kwargs)
+    except Exception as exc:  # adapters raise anything from ValueError to their own parse errors
+        hint = f" (read at {rate:g} fps; is --rate right?)" if fmt.adapter == "cmx_3600" else ""
+        raise TimelineError(f"cannot read '{path.name}' as {fmt.label} (OpenTimelineIO adapter "
+                            f"{fmt.adapter}): {type(exc).__name__}: {exc}{hint}") from None
+    return Document(path, fmt, _one_timeline(result, path, notes), base_dir, notes)
+
+
+def _one_timeline(result, path: Path, notes: list[str]):
+    import opentimelineio as otio
+
+    if isinstance(result, otio.schema.Timeline):
+        return result
+    timelines = list(result.find_children(descended_from_type=otio.schema.Timeline, shallow_search=True)) \
+        if hasattr(result, "find_children") else []
+    if not timelines:
+        raise TimelineError(f"'{path.name}' holds no timeline (found a {type(result).__name__})")
+    if len(timelines) > 1:
+        notes.append(f"'{path.name}' holds {len(timelines)} sequences; used the first, "
+                     f"'{timelines[0].name}' (others: {', '.join(t.name for t in timelines[1:])})")
+    return timelines[0]
+
+
+def write_timeline(timeline, path: Path, canvas: tuple[int, int] | None = None, shown_as: str = "") -> Format:
+    """Write ``timeline`` to ``path`` in the format its suffix names, atomically.
+
+    The file appears complete or not at all (temp file + rename); an existing
+    file at ``path`` is replaced only once the new one is fully written.
+    ``shown_as`` names the file in errors (a trial write names the real target).
+
+    Raises:
+        TimelineError: no adapter writes the suffix, or the adapter failed.
+    """
+    import opentimelineio as otio
+
+    fmt = format_for(path, write=True)
+    prepared = prepare_for_writing(timeline, fmt)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # the otioz adapter refuses to write over an existing file
+    kwargs = {}
+    if fmt.adapter == "otioz":
+        from opentimelineio.adapters.file_bundle_utils import MediaReferencePolicy
+
+        kwargs["media_policy"] = MediaReferencePolicy.MissingIfNotFile  # failed clips keep their place
+    try:
+        with quiet():
+            otio.adapters.write_to_file(prepared, str(tmp), adapter_name=fmt.adapter, **kwargs)
+        patch_written(tmp, fmt, prepared, canvas)
+        os.replace(tmp, path)
+    except TimelineError:
+        raise
+    except Exception as exc:
+        raise TimelineError(f"cannot write '{shown_as or path.name}' as {fmt.label} (OpenTimelineIO adapter "
+                            f"{fmt.adapter}): {type(exc).__name__}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return fmt
+
+
+# -- which clips ----------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """A clip to process and where it sits.
+
+    Attributes:
+        track: the top-level track holding it (directly or inside nested stacks).
+        label: the track as reported ("V1", or its name).
+        nested: names of the nested stacks it is inside ("" = directly on the track).
+    """
+
+    clip: object
+    track: object
+    label: str
+    nested: str = ""
+
+
+def track_labels(timeline) -> list[tuple[object, str, str]]:
+    """(track, label, kind-index like "V1"/"A2") for every top-level track."""
+    counts: dict[str, int] = {}
+    rows = []
+    for track in timeline.tracks:
+        letter = "A" if track.kind == "Audio" else "V"
+        counts[letter] = counts.get(letter, 0) + 1
+        index = f"{letter}{counts[letter]}"
+        rows.append((track, track.name or index, index))
+    return rows
+
+
+def select_clips(timeline, kind: str, tracks=(), names=(), markers=()) -> list[Candidate]:
+    """Clips on tracks of ``kind`` ("Video"/"Audio") matching every given selector.
+
+    Args:
+        tracks: track names, kind-indexes ("V2", "A1") or 1-based indexes among
+            tracks of ``kind``; any may match.
+        names: glob patterns for the clip name; any may match.
+        markers: glob patterns (case-insensitive) for the name of a marker on the
+            clip, or of a timeline marker overlapping it; any may match.
+
+    Raises:
+        TimelineError: a --track selector names no track (the message lists them).
+    """
+    rows = [row for row in track_labels(timeline) if row[0].kind == kind]
+    chosen = [row for row in rows if not tracks or any(_track_matches(t, row, rows) for t in tracks)]
+    if tracks and not chosen:
+        listing = ", ".join(f"{index} '{track.name}'" if track.name not in ("", index) else index
+                            for track, _, index in rows)
+        raise TimelineError(f"--track {', '.join(tracks)} matches no {kind.lower()} track; "
+                            f"{kind.lower()} tracks: {listing or 'none'}", code="not_found")
+    found = []
+    for track, label, _ in chosen:
+        for clip in track.find_clips():
+            if names and not any(fnmatch.fnmatchcase(clip.name or "", n) for n in names):
+                continue
+            if markers and not _has_marker(timeline, track, clip, markers):
+                continue
+            found.append(Candidate(clip, track, label, _nesting(clip, track)))
+    return found
+
+
+def _track_matches(selector: str, row, rows) -> bool:
+    track, label, index = row
+    if selector in (track.name, index) or selector.upper() == index:
+        return True
+    return selector.isdigit() and 0 < int(selector) <= len(rows) and rows[int(selector) - 1] is row
+
+
+def _has_marker(timeline, track, clip, patterns) -> bool:
+    def hit(marker):
+        return any(fnmatch.fnmatch((marker.name or "").lower(), p.lower()) for p in patterns)
+
+    if any(hit(m) for m in clip.markers):
+        return True
+    span = clip.transformed_time_range(clip.trimmed_range(), track)
+    return any(hit(m) and _overlaps(m.marked_range, span) for m in timeline.tracks.markers)
+
+
+def _overlaps(marked, span) -> bool:
+    start, end = marked.start_time, marked.end_time_exclusive()
+    if marked.duration.value == 0:  # a point marker is inside or not
+        return span.start_time <= start < span.end_time_exclusive()
+    return start < span.end_time_exclusive() and span.start_time < end
+
+
+def _nesting(clip, track) -> str:
+    names, parent = [], clip.parent()
+    while parent is not None and parent is not track:
+        if parent.schema_name() == "Stack":
+            names.append(parent.name or "(unnamed stack)")
+        parent = parent.parent()
+    return " > ".join(reversed(names))
+
+
+# -- where the media is ----------------------------------------------------------------
+def resolve_media(url: str, base_dir: Path, search_paths=()) -> tuple[Path | None, list[str]]:
+    """Find a media file: absolute path or file:// URL, relative to the timeline's
+    folder, or by file name under the search paths.
+
+    Returns:
+        (path or None, what was tried, in order).
+    """
+    tried = []
+    local = url_to_path(url)
+    if "://" not in local and local:
+        raw = Path(local)
+        for candidate in ([raw] if raw.is_absolute() else [base_dir / raw]):
+            tried.append(str(candidate))
+            if candidate.is_file():
+                return candidate.resolve(), tried
+    name = Path(local.replace("\\", "/")).name
+    for folder in search_paths:
+        tried.append(f"{name} under {folder}")
+        hits = sorted(p for p in Path(folder).rglob(name) if p.is_file()) if name else []
+        if hits:
+            return hits[0].resolve(), tried
+    return None, tried
+
+
+def relink(timeline, base_dir: Path, search_paths=()) -> int:
+    """Point every media reference whose file is found at its absolute file:// URL.
+
+    A relative path means "next to the timeline being read": written
+    elsewhere it would point nowhere. Returns how many were changed.
+    """
+    import opentimelineio as otio
+
+    changed = 0
+    for clip in timeline.find_clips():
+        for ref in clip.media_references().values():
+            if not isinstance(ref, otio.schema.ExternalReference) or not ref.target_url:
+                continue
+            path, _ = resolve_media(ref.target_url, base_dir, search_paths)
+            if path is not None and ref.target_url != path.as_uri():
+                ref.target_url = path.as_uri()
+                changed += 1
+    return changed
+
+
+def fill_available_ranges(timeline, fmt: Format) -> int:
+    """Give references that state no media range (EDL) the one their file has.
+
+    Editor writers need it (FCP7 counts clip in/out from it) and it makes
+    the media time explicit. Files that cannot be found or read stay as they are.
+    Returns how many were filled.
+    """
+    from opentimelineio import opentime, schema
+
+    from .probe import probe
+
+    filled = 0
+    for clip in timeline.find_clips():
+        ref, source = clip.media_reference, clip.source_range
+        if not isinstance(ref, schema.ExternalReference) or ref.available_range is not None or source is None:
+            continue
+        path = Path(url_to_path(ref.target_url))
+        info = probe(path) if path.is_absolute() and path.is_file() else None
+        if info is None:
+            continue
+        rate = float(info.fps) if info.fps else source.start_time.rate
+        origin = media_origin(fmt, ref, rate, info.timecode, source.start_time)
+        frames = info.frames if info.fps else round(info.duration * rate)
+        ref.available_range = opentime.TimeRange(origin, opentime.RationalTime(frames, rate))
+        filled += 1
+    return filled
+
+
+# -- which part of the media -----------------------------------------------------------
+def media_origin(fmt: Format, ref, fps, timecode: str, source_start):
+    """The media time (RationalTime at ``fps``) of the file's first frame.
+
+    Kdenlive counts from the file's start; a reference that states its
+    available range starts there; otherwise a clip whose source range lies at
+    or past the media's timecode counts from the timecode (EDL), else from 0.
+    """
+    from opentimelineio import opentime
+
+    rate = float(fps)
+    if fmt.file_relative:
+        return opentime.RationalTime(0, rate)
+    if ref.available_range is not None:
+        return ref.available_range.start_time.rescaled_to(rate)
+    if timecode:
+        try:
+            at = opentime.from_timecode(timecode, rate)
+        except ValueError:
+            at = None
+        if at is not None and source_start.rescaled_to(rate) >= at:
+            return at
+    return opentime.RationalTime(0, rate)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames ``first`` .. ``first + count`` of a file (counted from its first frame)."""
+
+    first: int
+    count: int
+    warnings: tuple[str, ...] = ()
+
+
+def render_window(source_range, origin, frames: int, handles: int) -> Window:
+    """The media a clip uses plus ``handles`` frames each side, clamped to the file.
+
+    Args:
+        source_range: the clip's source range (media time).
+        origin: media time of the file's first frame (see ``media_origin``).
+        frames: frames in the file (0 = unknown: no clamp at the end).
+        handles: extra frames wanted before and after.
+
+    Raises:
+        TimelineError: the clip uses none of the file's frames.
+    """
+    rate = origin.rate
+    first = int(round((source_range.start_time.rescaled_to(rate) - origin).value))
+    end = first + int(round(source_range.duration.rescaled_to(rate).value))
+    if end <= 0 or (frames and first >= frames):
+        raise TimelineError(f"the clip uses frames {first}..{end} of its media but the file has "
+                            f"{frames or 'unknown'} frames from its start (its timecode and the "
+                            f"timeline disagree; for an EDL check --rate)", code="out_of_range")
+    warnings = []
+    if first < 0 or (frames and end > frames):
+        warnings.append(f"the clip uses frames {first}..{end} but the media has 0..{frames}; "
+                        "rendered what exists")
+    lo = max(0, first - handles)
+    hi = min(frames, end + handles) if frames else end + handles
+    return Window(lo, hi - lo, tuple(warnings))
