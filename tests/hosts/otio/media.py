@@ -129,15 +129,3 @@ def melt_render(project: Path, out: Path, frames: int) -> subprocess.CompletedPr
     return subprocess.run(["melt", str(project), f"out={frames - 1}", "-consumer", f"avformat:{out}",
                            "vcodec=libx264", "preset=ultrafast", "an=1", "-silent"],
                           capture_output=True, text=True, timeout=120)
-
-
-def subject_visible_in_melt_render(render: Path, keyframes: Path, timeline_to_source: dict[int, int]) -> None:
-    """HOOK for the lead's ground-truth check (not done here).
-
-    With clips whose subject position is known per frame (tests/vision/clips.py),
-    check that in ``render`` (melt's output of the reframed project) the subject
-    appears where ``keyframes`` (the engine's crop per source frame) says it should:
-    timeline frame t shows source frame ``timeline_to_source[t]``; its crop box
-    is ``frames[source - first]`` in the keyframes file.
-    """
-    raise NotImplementedError("subject visibility in melt's render: to be written with ground-truth clips")

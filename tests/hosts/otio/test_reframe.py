@@ -17,8 +17,8 @@ import opentimelineio as otio
 import pytest
 
 from hosts.otio.formats import url_to_path
-from tests.hosts.otio.media import (RATE, av_timeline, gray_frames, melt_render, read_back, video_clips,
-                                    write_as)
+from tests.hosts.otio.media import (RATE, av_timeline, clip, gray_frames, melt_render, read_back, ref,
+                                    video_clips, write_as)
 
 FORMATS = ["xml", "fcpxml", "edl", "kdenlive", "otio", "otioz"]
 
@@ -186,8 +186,43 @@ def test_edl_in_fcp7_out_gets_media_ranges_from_the_files(served):
     assert shot_b.source_range == video_clips(timeline)[1].source_range
 
 
-@pytest.mark.skip(reason="for the lead: needs ground-truth clips (tests/vision/clips.py) - see "
-                         "tests/hosts/otio/media.py::subject_visible_in_melt_render")
-def test_subject_is_where_the_keyframes_say_in_melts_render():
-    """Hook: reframe a timeline of clips with a known subject path, render the Kdenlive
-    project with melt, and check the subject is visible where the keyframes put it."""
+def test_the_subject_is_where_the_keyframes_say_in_melts_render(served, tmp_path):
+    """A walking subject with per-frame ground truth, reframed to 1080x1920 through the
+    Kdenlive project, rendered by melt: in every checked frame of melt's picture the face
+    is found where the ground truth, moved by the keyframes' crop and scaled, puts it."""
+    import cv2
+
+    from tests.vision.clips import Shot, linear, make_clip
+
+    folder = served.media / "melt_truth"
+    folder.mkdir()
+    walk = folder / "walk.mp4"
+    truth = make_clip(walk, [Shot(90, linear((20, 100), (440, 100)), "testsrc2")],
+                      timecode="01:00:00:00", audio=False)
+    timeline = otio.schema.Timeline(name="walk", global_start_time=otio.opentime.RationalTime(108000, RATE))
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    track.append(clip("walker", ref(walk, frames=truth.frames), 108000 + 15, 60))
+    timeline.tracks.append(track)
+    source = write_as(timeline, folder / "in.kdenlive")
+    out = folder / "out.kdenlive"
+    code, result = served.otio("reframe", source, "-o", out, "--aspect", "1080x1920")
+    assert code == 0, result
+    row = result["clips"][0]
+    keys = json.loads(Path(row["keyframes"]).read_text())
+    first = frame(row["range"]["start"])  # the render's first frame, in source frames
+    rendered = tmp_path / "melt.mp4"
+    assert melt_render(out, rendered, frames=60).returncode == 0
+
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    scale = 1080 / keys["crop"]["width"]
+    with av.open(str(rendered)) as container:
+        pictures = [f.to_ndarray(format="gray", width=270, height=480) for f in container.decode(video=0)]
+    assert len(pictures) == 60
+    for t in (0, 20, 40, 59):
+        source_frame = 15 + t
+        crop = keys["frames"][source_frame - first]
+        want = (truth.face_centres[source_frame, 0] - crop["x"]) * scale  # in melt's 1080 px
+        faces = cascade.detectMultiScale(pictures[t], 1.1, 5)
+        assert len(faces) == 1, t
+        got = (faces[0][0] + faces[0][2] / 2) * 4  # detected at quarter size
+        assert abs(got - want) < 40, (t, got, want)
