@@ -159,18 +159,23 @@ def test_a_size_scales_the_crop_and_a_range_keeps_media_time(served, walk):
     assert np.abs(centre - truth.face_centres[30:75, 0]).mean() <= 0.03 * 202
 
 
-def test_prores_stays_prores(served):
-    path = served.media / "master.mov"
-    make_clip(path, [Shot(20, static(200, 100))], size=(320, 180), crf=None, codec="prores_ks",
-              encoder_args=["-pix_fmt", "yuv422p10le"], audio=False)
-    code, job = reframe(served, path, "--aspect", "4:5", out="prores")
+@pytest.mark.parametrize("codec, suffix, args, want, fmt", [
+    ("prores_ks", ".mov", ["-pix_fmt", "yuv422p10le"], "prores", "yuv422p10le"),
+    ("libx265", ".mp4", ["-x265-params", "log-level=error"], "hevc", "yuv420p"),
+])
+def test_the_codec_family_is_kept(served, codec, suffix, args, want, fmt):
+    path = served.media / f"master_{want}{suffix}"
+    make_clip(path, [Shot(20, static(200, 100))], size=(320, 180), crf=None, codec=codec,
+              encoder_args=args, audio=False)
+    code, job = reframe(served, path, "--aspect", "4:5", out=want)
     assert code == 0, job
-    assert outputs(job)["video"].endswith(".mov") and job["report"]["encoder"] == "prores_ks"
+    assert outputs(job)["video"].endswith(suffix) and job["report"]["source_codec"] == want
     with av.open(outputs(job)["video"]) as container:
         stream = container.streams.video[0]
-        assert stream.codec_context.name == "prores"
-        assert stream.codec_context.format.name == "yuv422p10le"
+        assert stream.codec_context.name == want
+        assert stream.codec_context.format.name == fmt
         assert (stream.width, stream.height) == (144, 180)
+        assert sum(1 for _ in container.decode(stream)) == 20
 
 
 def test_bad_video_gets_a_clear_error_and_the_daemon_keeps_serving(served, tmp_path):
