@@ -30,7 +30,7 @@ from .track import track_shot
 ANALYSIS_SIDE = 480  # the long side of subject-analysis frames (Haar finds faces >= 24 px)
 CUT_WIDTH = 160  # cut detection needs only colour changes: tiny frames
 ANALYSIS_RATE = 10.0  # analysis frames per second
-DETECT_EVERY = 4  # a detection on every 4th analysis frame (2.5 per second), tracking between
+DETECT_EVERY = 5  # a detection on every 5th analysis frame (2 per second), tracking between
 HELD_BYTES = 384 << 20  # decoded frames held for an open shot before it is planned in pieces
 TRACK_MODES = {"auto": ("faces", "saliency", "motion"), "faces": ("faces",),
                "saliency": ("saliency", "motion"), "center": ()}
@@ -414,7 +414,11 @@ def _small(frame, cut_size, analysis_size):
 
     if frame.format.name in _PLANAR_8BIT:
         planes = [_view(p) for p in frame.planes[:3]]
-        tiny = cv2.merge([cv2.resize(p, cut_size, interpolation=cv2.INTER_NEAREST) for p in planes])
+        # Area-averaged, so sensor noise does not read as change (nearest-pixel tiny frames
+        # gave false cuts on grainy footage); every 2nd..4th pixel is enough to average.
+        step = max(1, frame.width // (3 * cut_size[0]))
+        tiny = cv2.merge([cv2.resize(p[::k, ::k], cut_size, interpolation=cv2.INTER_AREA)
+                          for p, k in zip(planes, _steps(step, frame, planes))])
         tiny = cv2.cvtColor(tiny, cv2.COLOR_YUV2BGR)
         gray = cv2.resize(planes[0], analysis_size, interpolation=cv2.INTER_AREA) if analysis_size else None
         return tiny, gray
@@ -422,6 +426,11 @@ def _small(frame, cut_size, analysis_size):
     gray = frame.to_ndarray(format="gray", width=analysis_size[0], height=analysis_size[1]) \
         if analysis_size else None
     return tiny, gray
+
+
+def _steps(step: int, frame, planes) -> list[int]:
+    """Per plane, the stride that samples about the same picture grid (chroma may be smaller)."""
+    return [max(1, step * p.shape[1] // frame.width) if i else step for i, p in enumerate(planes)]
 
 
 def _view(plane) -> np.ndarray:
