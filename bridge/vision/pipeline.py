@@ -317,8 +317,9 @@ class _Pass:
             boxes = found.boxes[known]
             frames = np.arange(n)
             for axis in (0, 1):
-                centres[:, axis] = _interp(frames, at[known], boxes[:, axis] + boxes[:, axis + 2] / 2)
-                halves[:, axis] = _interp(frames, at[known], boxes[:, axis + 2] / 2)
+                centres[:, axis] = _between(frames, at[known], boxes[:, axis] + boxes[:, axis + 2] / 2,
+                                            boxes[:, axis + 2])
+                halves[:, axis] = _between(frames, at[known], boxes[:, axis + 2] / 2, boxes[:, axis + 2])
         shot.subject, shot.detections, shot.tracked = found.source, found.detections, found.tracked
         return centres, halves, shot
 
@@ -442,8 +443,16 @@ def _nbytes(frame) -> int:
     return sum(p.buffer_size for p in frame.planes)
 
 
-def _interp(frames, at, values) -> np.ndarray:
-    return np.interp(frames, at, values) if len(at) else np.full(len(frames), np.nan)
+def _between(frames, at, values, sizes) -> np.ndarray:
+    """``values`` known at analysis frames ``at``, for every frame: linear between two
+    samples, but a jump bigger than the subject (it moved further than itself between
+    two analysis frames) is a step halfway, not a glide through where it never was."""
+    out = np.interp(frames, at, values)
+    for a, b, va, vb, size in zip(at, at[1:], values, values[1:], sizes):
+        if abs(vb - va) > size:
+            inside = (frames > a) & (frames < b)
+            out[inside] = np.where(frames[inside] < (a + b) / 2, va, vb)
+    return out
 
 
 def _why(exc) -> str:

@@ -123,6 +123,8 @@ def _fill_between(grays, small: np.ndarray, anchors: list[int]) -> int:
             drift = small[after] - path.pop(after)
             for k in path:
                 path[k] = path[k] + drift * (k - anchor) / (after - anchor)
+        elif after is not None:  # lost on the way (the subject jumped): follow it back from there
+            path.update(_follow(grays, after, small[after], anchor, -1))
         if before is None:  # the shot's head, before its first detection: track backwards
             path.update(_follow(grays, anchor, small[anchor], -1, -1))
         for k, box in path.items():

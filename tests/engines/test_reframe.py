@@ -242,3 +242,21 @@ def test_cancel_mid_render_leaves_no_file_and_the_next_job_runs(served):
         again = client.run("reframe", {"video": str(long)}, {"aspect": "1:1", "duration": 1.0},
                            str(out))
         assert again["state"] == "succeeded" and len(again["outputs"]) == 2
+
+
+def test_a_subject_that_jumps_inside_a_shot_is_followed_at_once(served):
+    """No cut, the subject jumps across the frame: the crop jumps with it (the corridor
+    wins over the pan limits) instead of gliding for a second with the face outside.
+    Between two analysis frames (every 3rd) where it jumped is unknown: at most 2 frames."""
+    from tests.vision.clips import step
+
+    path = served.media / "jump.mp4"
+    truth = make_clip(path, [Shot(90, step((20, 100), (440, 100), at=0.5), "testsrc2")], audio=False)
+    code, job = reframe(served, path, "--aspect", "9:16", out="jump")
+    assert code == 0, job
+    keys = keyframes(job)
+    assert len(keys["shots"]) == 1
+    x = np.array([f["x"] for f in keys["frames"]], dtype=float)
+    left, right = truth.faces[:, 0], truth.faces[:, 0] + truth.faces[:, 2]
+    outside = np.flatnonzero((left < x) | (right > x + 202))
+    assert len(outside) <= 2 and all(abs(k - 45) <= 2 for k in outside), outside
