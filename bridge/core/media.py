@@ -291,11 +291,24 @@ def write_bytes_atomic(folder: Path, name: str, data: bytes, tag: str = "") -> P
     return _publish(folder, name, tag, write)
 
 
-def copy_file_atomic(src: Path, folder: Path, name: str, tag: str = "") -> Path:
-    """Copy ``src`` into ``folder`` like ``write_audio_atomic``."""
+def copy_file_atomic(src: Path, folder: Path, name: str, tag: str = "", move: bool = False) -> Path:
+    """Copy ``src`` into ``folder`` like ``write_audio_atomic``.
+
+    ``move``: ``src`` is a scratch file nobody needs after this; on the same
+    filesystem it is renamed into place instead of copied (a rendered video can
+    be gigabytes).
+    """
     import shutil
 
-    return _publish(folder, name, tag, lambda tmp: shutil.copyfile(src, tmp))
+    def place(tmp: str) -> None:
+        if move:
+            try:
+                os.replace(src, tmp)
+                return
+            except OSError:
+                pass  # another filesystem: copy
+        shutil.copyfile(src, tmp)
+    return _publish(folder, name, tag, place)
 
 
 def _publish(folder: Path, name: str, tag: str, write) -> Path:

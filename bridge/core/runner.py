@@ -87,7 +87,7 @@ class JobRunner:
             path = write_audio_atomic(folder, name, output.audio, fmt, tag=record.id)
         elif output.path is not None:  # rendered by the engine in its scratch folder
             name = output_name(clip, record.model or record.engine, output.kind, output.suffix)
-            path = copy_file_atomic(output.path, folder, name, tag=record.id)
+            path = copy_file_atomic(output.path, folder, name, tag=record.id, move=True)
         else:
             name = output_name(clip, record.model or record.engine, output.kind, output.suffix)
             path = write_bytes_atomic(folder, name, output.data or b"", tag=record.id)
