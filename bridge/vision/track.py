@@ -62,7 +62,8 @@ def _persistent(found: dict[int, Subject]) -> dict[int, Subject]:
     The cascade fires on a collar or a texture now and then; a real face (or both
     faces of a two-shot) is where its neighbours say: between the faces of the
     detections before and after (motion is smooth at this rate), or where the two
-    detections on one side lead at a shot's end. A detection left with no face
+    detections on one side lead at a shot's end, or where the next or previous
+    detection saw it again (it jumped and stayed). A detection left with no face
     counts as missed (the tracker covers it). With one neighbour, nothing can
     be told apart and all is kept.
     """
@@ -76,7 +77,9 @@ def _persistent(found: dict[int, Subject]) -> dict[int, Subject]:
             sides = [found[near].parts, found[far].parts]
         else:
             continue
-        kept = [p for p in found[k].parts if _continues(p, sides, between=0 < index < len(keys) - 1)]
+        adjacent = [q for n in keys[max(0, index - 1):index + 2] if n != k for q in found[n].parts]
+        kept = [p for p in found[k].parts if _continues(p, sides, between=0 < index < len(keys) - 1)
+                or any(_same_place(p, q) for q in adjacent)]
         if not kept:
             del out[k]
         elif len(kept) < len(found[k].parts):
@@ -93,6 +96,13 @@ def _continues(box, sides, between: bool) -> bool:
     expected = (first + second) / 2 if between else 2 * first - second
     reach = (0.6 if between else 1.0) * box[2]
     return bool(np.hypot(*(centre - expected)) < reach)
+
+
+def _same_place(a, b) -> bool:
+    """Seen again at the next (or previous) detection where it was: a subject that
+    jumped and stayed, not a one-off hit."""
+    return bool(np.hypot(*(_centre(a) - _centre(b))) < 0.5 * max(a[2], b[2])
+                and max(a[2], b[2]) < 1.3 * min(a[2], b[2]))
 
 
 def _centre(box) -> np.ndarray:

@@ -63,3 +63,13 @@ def test_a_one_off_false_face_is_dropped_and_a_two_shot_is_kept():
     two = {0: faces(left, right), 4: faces(left, right), 8: faces(left, right)}
     assert _persistent(two)[4].parts == (left, right)
     assert isinstance(cleaned[0], Subject)
+
+
+def test_a_face_that_jumps_and_stays_is_kept():
+    def faces(box):
+        return subject_of([box], "faces")
+    old, new = (100, 50, 40, 40), (400, 60, 40, 40)
+    found = {0: faces(old), 4: faces(old), 8: faces(new), 12: faces(new)}
+    cleaned = _persistent(found)
+    assert sorted(cleaned) == [0, 4, 8, 12]  # neither side of the jump is a one-off
+    assert cleaned[8].parts == (new,) and cleaned[12].parts == (new,)
