@@ -79,7 +79,7 @@ def test_missing_builtin_extra_names_the_extra():
 
 
 def test_unknown_engine_lists_the_known_ones():
-    with pytest.raises(NotFound, match="engine 'mastr' does not exist; engines: generate, master, separate"):
+    with pytest.raises(NotFound, match="engine 'mastr' does not exist; engines: generate, master, reframe, separate"):
         Registry(plugins=False).get("mastr")
 
 
