@@ -1,0 +1,1 @@
+"""Tests of the MIDI controller host (hosts/midi)."""

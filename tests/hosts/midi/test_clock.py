@@ -1,0 +1,114 @@
+"""The MIDI clock estimator against synthetic clock with JACK-like jitter (sd 1.7 ms)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hosts.midi.clock import ClockEstimator
+
+JITTER = 0.0017  # seconds, sd per tick over JACK with a ~5 ms period (TESTING.md)
+
+
+def send(clock: ClockEstimator, bpm: float, ticks: int, start: float, rng: random.Random,
+         jitter: float = JITTER) -> float:
+    """``ticks`` clock messages at ``bpm`` from ``start`` (ideal times + jitter); returns the next ideal time."""
+    period = 60.0 / bpm / clock.ppqn
+    for i in range(ticks):
+        clock.tick(start + i * period + rng.gauss(0.0, jitter))
+    return start + ticks * period
+
+
+@pytest.mark.parametrize("bpm", [120.0, 93.5])
+@pytest.mark.parametrize("seed", range(5))
+def test_tempo_within_a_tenth_of_a_bpm_through_jitter(bpm, seed):
+    rng = random.Random(seed)
+    clock = ClockEstimator()
+    clock.start(0.0)
+    send(clock, bpm, 96, 0.01, rng)
+    assert clock.bpm == pytest.approx(bpm, abs=0.1)
+    # one interval on its own would be far off: that is why the fit exists
+    period = 60.0 / bpm / 24
+    assert max(abs(60.0 / ((period + rng.gauss(0, JITTER) * 2 ** 0.5) * 24) - bpm) for _ in range(96)) > 5
+
+
+def test_no_tempo_until_a_full_window():
+    clock = ClockEstimator(window_ticks=96)
+    clock.start(0.0)
+    send(clock, 120.0, 95, 0.0, random.Random(1))
+    assert clock.bpm is None
+    clock.tick(95 * 60 / 120 / 24)
+    assert clock.bpm == pytest.approx(120.0, abs=0.1)
+
+
+@pytest.mark.parametrize("reset", ["start", "continue", "song_position"])
+def test_start_continue_and_song_position_reset_the_estimate(reset):
+    rng = random.Random(2)
+    clock = ClockEstimator()
+    clock.start(0.0)
+    t = send(clock, 120.0, 200, 0.0, rng)
+    assert clock.bpm is not None
+    if reset == "start":
+        clock.start(t)
+    elif reset == "continue":
+        clock.continue_(t)
+    else:
+        clock.song_position(32, t)
+    assert clock.bpm is None
+    t = send(clock, 93.5, 96, t, rng)
+    assert clock.bpm == pytest.approx(93.5, abs=0.1)  # nothing of the old tempo left in the fit
+
+
+def test_follows_a_tempo_change_within_one_window():
+    rng = random.Random(3)
+    clock = ClockEstimator()
+    clock.start(0.0)
+    t = send(clock, 120.0, 192, 0.0, rng)
+    assert clock.bpm == pytest.approx(120.0, abs=0.1)
+    t = send(clock, 100.0, 48, t, rng)
+    assert 100.5 < clock.bpm < 119.5  # half a window in: between the two
+    send(clock, 100.0, 48, t, rng)
+    assert clock.bpm == pytest.approx(100.0, abs=0.1)
+
+
+def test_position_follows_start_song_position_stop_and_continue():
+    clock = ClockEstimator()
+    period = 60 / 120 / 24
+    assert not clock.running and clock.beats(0.0) == 0.0
+    clock.start(0.0)
+    assert clock.running and clock.beats(0.0) == 0.0 and clock.next_bar_time(0.0) is None
+    for i in range(97):  # first tick after Start is position 0
+        clock.tick(1.0 + i * period)
+    last = 1.0 + 96 * period
+    assert clock.beats(last) == pytest.approx(4.0, abs=1e-6)
+    assert clock.beats(last + 0.25) == pytest.approx(4.5, abs=1e-6)  # carried along the fit
+    assert clock.next_bar_time(last + 0.25) == pytest.approx(last + 2.0, abs=1e-6)  # bar 2 at beat 8
+    assert clock.next_bar_time(last) == pytest.approx(last + 2.0, abs=1e-6)  # on a bar line: the next one
+    clock.stop(last + period / 2)
+    assert not clock.running and clock.next_bar_time(last + 0.3) is None
+    held = clock.beats(last + 0.3)
+    clock.tick(last + period)  # clock while stopped keeps the tempo fresh, not the position
+    assert clock.beats(last + 5) == held == pytest.approx(97 / 24)
+    clock.song_position(16, last + 1)  # 16 sixteenths = beat 4
+    assert clock.beats(last + 1) == 4.0 and clock.bpm is None
+    clock.continue_(last + 1.1)
+    clock.tick(last + 1.2)
+    assert clock.beats(last + 1.2) == pytest.approx(4.0)
+    # right after a reset the bar line comes from the tempo before it
+    assert clock.next_bar_time(last + 1.2) == pytest.approx(last + 1.2 + 2.0, abs=1e-6)
+
+
+def test_a_gap_in_the_clock_starts_the_fit_over():
+    rng = random.Random(4)
+    clock = ClockEstimator()
+    t = send(clock, 120.0, 96, 0.0, rng)
+    send(clock, 120.0, 10, t + 3.0, rng)  # the master paused for 3 s without saying so
+    assert clock.bpm is None
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="window_ticks"):
+        ClockEstimator(window_ticks=1)
+    with pytest.raises(ValueError, match="song position"):
+        ClockEstimator().song_position(-1, 0.0)
