@@ -189,11 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_otio_command(sub, common, commands.otio)
 
+    from hosts.live.cli import add_live_command  # argparse only; pyo and JACK load when it runs
+
+    add_live_command(sub, common)
+
+    from hosts.midi.cli import add_midi_command  # argparse only; mido and python-rtmidi load when it runs
+
+    add_midi_command(sub, common)
+
+    relay = command("ardour-relay", commands.ardour_relay, "pass Ardour's Studio Bridge Lua actions "
+                    "to the daemon and leave results where the scripts pick them up")
+    relay.add_argument("--port", type=int, default=50553, help="UDP port on 127.0.0.1 the scripts send to")
+
     demo = command("demo", commands.demo, "start a daemon, make music, master it, report")
     demo.add_argument("--out", default="studio-bridge-demo", help="folder for the demo files")
     demo.add_argument("--seconds", type=float, default=12.0)
 
     command("doctor", commands.doctor, "check ffmpeg, the device, engines, weights and ports")
+
+    service = command("service", commands.service, "run the daemon at login: a systemd user unit "
+                      "(Linux) or launchd agent (macOS); install takes serve's options")
+    service.add_argument("action", choices=("install", "uninstall", "status"))
+    _serve_args(service)
     return parser
 
 

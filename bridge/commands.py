@@ -248,6 +248,13 @@ def otio(args) -> dict | int:
         return run(args, client)
 
 
+def ardour_relay(args) -> int:
+    """The Ardour host's relay (hosts/ardour/relay.py), in the foreground until Ctrl-C."""
+    from hosts.ardour.relay import main
+
+    return main(["--port", str(args.port), *(["--addr", args.addr] if args.addr else [])])
+
+
 def demo(args) -> dict:
     from .demo import run_demo
 
@@ -258,3 +265,52 @@ def doctor(args) -> dict:
     from .doctor import run_checks
 
     return run_checks(args.addr, args.token)
+
+
+def service(args) -> dict | int:
+    """Install, remove or inspect the per-user service (systemd user unit / launchd agent)."""
+    import argparse
+    import os
+
+    from . import service_unit
+    from .cli import _serve_args, config_from_args
+    from .core.config import ENV_TOKEN
+
+    if args.action == "install":
+        # As serve: --token, else $STUDIO_BRIDGE_TOKEN; it goes into the (0600) file, never argv.
+        args.token = args.token if args.token is not None else os.environ.get(ENV_TOKEN, "")
+        config_from_args(args).check()  # refuse now what the daemon would refuse at every start
+        blank = argparse.ArgumentParser()
+        _serve_args(blank)
+        argv = [*service_unit.daemon_executable(), "serve",
+                *service_unit.serve_options(vars(args), vars(blank.parse_args([])))]
+        result = service_unit.install(argv, grace=args.grace, token=args.token,
+                                      state_dir=service_unit.option(argv, "--state-dir"))
+        if result["manager"] == "available" and not result["next"]:
+            result["daemon"] = _wait_serving(service_unit, service_unit.daemon_addr(argv), args.token)
+    elif args.action == "uninstall":
+        result = service_unit.uninstall()
+    else:
+        result = service_unit.status(addr=args.addr, health=lambda a: _health(a, args.token))
+    if args.json:
+        return result
+    print(service_unit.describe(result))
+    return 0
+
+
+def _health(addr: str, token: str | None) -> str:
+    from .client import Client
+
+    with Client(addr, token, timeout=2.0) as client:
+        return client.health(timeout=1.5)
+
+
+def _wait_serving(service_unit, addr: str, token: str | None, seconds: float = 10.0) -> str:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        state = service_unit.probe(addr, lambda a: _health(a, token))
+        if state == "SERVING" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.25)

@@ -25,9 +25,12 @@ done
 #   liblo-tools       oscsend/oscdump: real OSC peers (tests, and handy for users)
 #   fluidsynth, fluid-soundfont-gm   rendering real music for tests and benchmarks
 #   melt              MLT's renderer: opens Kdenlive projects headless (tests of the OTIO host)
+#   jackd2            JACK (dummy backend): the live adapter's and MIDI host's tests, jack_rec,
+#                     jack_midiseq; libasound2 comes with it (python-rtmidi needs it)
+#   ardour, xvfb, xdotool   the real Ardour GUI in a virtual X server (tests of the Ardour host)
 APT_PACKAGES=(ffmpeg libsndfile1 liblo-tools)
 if [ "$DEV" = 1 ]; then
-    APT_PACKAGES+=(fluidsynth fluid-soundfont-gm melt)
+    APT_PACKAGES+=(fluidsynth fluid-soundfont-gm melt jackd2 ardour xvfb xdotool)
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -45,7 +48,7 @@ if [ "$APT" = 1 ] && [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     echo "setup.sh: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
@@ -61,7 +64,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # multi-GB CUDA build. Installing it first makes later extras reuse it.
 "${PIP[@]}" install torch==2.13.0
 
-EXTRAS="master,separate,generate,reframe,demo"
+EXTRAS="master,separate,generate,reframe,demo,live,midi"
 [ "$DEV" = 1 ] && EXTRAS="$EXTRAS,dev"
 "${PIP[@]}" install -c installers/constraints.txt -e ".[${EXTRAS}]"
 
