@@ -58,9 +58,12 @@ def run(args) -> int:
     if args.bars < 1:
         raise InvalidArgument(f"--bars must be at least 1, got {args.bars}")
     try:
-        parse_mode(args.mode, {})
+        kind, arg = parse_mode(args.mode, {})
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+    if kind in ("continue", "melody") and not (arg or args.prompt):
+        raise InvalidArgument(f"--mode {kind} needs --prompt 'TEXT' (or --mode '{kind}:TEXT'): "
+                              "MusicGen is steered by text even when it continues the captured bars")
     options = Options(bars=args.bars, beats_per_bar=args.beats_per_bar, mode=args.mode, loop=args.loop,
                       trigger_note=None if args.trigger_note < 0 else args.trigger_note,
                       osc_port=args.osc_port, media_dir=args.media_dir, name=args.name,

@@ -414,7 +414,10 @@ class LiveHost:
         self._status({"event": "captured", "frame": self._block_frame, "path": str(wav),
                       "start_frame": start, "end_frame": end, "bpm": bpm, "bars": o.bars,
                       "first_bar": first_bar})
-        request = build_request(mode, str(wav), bpm, o.bars, o.beats_per_bar, vars(o))
+        try:
+            request = build_request(mode, str(wav), bpm, o.bars, o.beats_per_bar, vars(o))
+        except ValueError as exc:
+            raise _Refused(f"{exc}; no job") from None
         result = self._pool.submit(process_capture, audio, self.rate, str(wav), vars(request),
                                    o.channels, FADE_MS, o.addr, o.token).result()
         if not result["ok"]:

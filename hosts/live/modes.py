@@ -39,6 +39,9 @@ def build_request(mode: str, wav: str, bpm: float, bars: int, beats_per_bar: int
 
     Args:
         options: ``separate_model``, ``stems``, ``generate_model``, ``prompt``, ``seed``, ``loop``.
+
+    Raises:
+        ValueError: an unknown mode, or continue/melody with no prompt.
     """
     kind, arg = parse_mode(mode, options)
     if kind == "separate":
@@ -46,8 +49,10 @@ def build_request(mode: str, wav: str, bpm: float, bars: int, beats_per_bar: int
         return Request("separate", {"audio": wav}, {"stems": stems},
                        options.get("separate_model") or "htdemucs",
                        tuple(s.strip() for s in stems.split(",") if s.strip()))
-    params = {"prompt": arg or options.get("prompt") or "", "bpm": round(bpm, 3), "bars": bars,
-              "beats_per_bar": beats_per_bar}
+    prompt = arg or options.get("prompt") or ""
+    if not prompt.strip():  # MusicGen is steered by text even when continuing a clip
+        raise ValueError(f"{kind} needs a prompt: start with --prompt 'TEXT' or trigger '{kind}:TEXT'")
+    params = {"prompt": prompt, "bpm": round(bpm, 3), "bars": bars, "beats_per_bar": beats_per_bar}
     if options.get("loop"):
         params["loop"] = True
     if options.get("seed") is not None:
