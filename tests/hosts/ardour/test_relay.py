@@ -48,10 +48,12 @@ def _send(relay, *args) -> None:
 
 
 def _result(folder: Path, token: str, timeout: float = 60.0) -> dict:
-    path = folder / f"{token}.result"
+    """The token's result, read the way the Lua side does: once done.list names it (the
+    relay writes the result file first, then lists the token)."""
+    path, listing = folder / f"{token}.result", folder / "done.list"
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"no {path}"
+    while not (listing.exists() and token in listing.read_text().split()):
+        assert time.monotonic() < deadline, f"{token} never listed in {listing}"
         time.sleep(0.05)
     fields: dict = {"output": []}
     for line in path.read_text().splitlines():

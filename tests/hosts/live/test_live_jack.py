@@ -75,8 +75,14 @@ def _measure(recording: np.ndarray, played: np.ndarray, expected_index: int, sea
     return lo + int(np.argmax(corr))
 
 
-def test_separated_bars_play_from_the_bar_line(jackd, tmp_path):
-    """Trigger after bar 2: bars 1-2 go to hpss; the percussive part plays from a later bar line.
+SEPARATE = ["--mode", "separate", "--model", "hpss", "--stems", "percussive"]
+CONTINUE = ["--mode", "continue", "--prompt", "funk", "--generate-model", "tiny", "--seed", "3"]
+
+
+@pytest.mark.parametrize("mode", [SEPARATE, CONTINUE], ids=["separate", "continue"])
+def test_the_result_plays_from_the_bar_line(jackd, tmp_path, mode):
+    """Trigger after bar 2: bars 1-2 go to the daemon - hpss, or a continuation by a tiny
+    random MusicGen - and the result plays from a later bar line.
 
     The offset can only be measured when neither the fake DAW nor the host missed a JACK
     cycle (then the DAW's clock is no longer ground truth); such a run is tried once more.
@@ -84,12 +90,20 @@ def test_separated_bars_play_from_the_bar_line(jackd, tmp_path):
     for attempt in range(ATTEMPTS):
         run = tmp_path / f"attempt{attempt}"
         run.mkdir()
-        if _attempt(jackd, run):
+        if _attempt(jackd, run, mode):
             return
     pytest.fail(f"all {ATTEMPTS} runs had JACK xruns (fake DAW or host missed cycles); no clean measurement")
 
 
-def _attempt(jackd, tmp_path) -> bool:
+def _import_tiny_musicgen(daemon, folder: Path) -> None:
+    from tests.models import write_tiny_musicgen
+
+    model = write_tiny_musicgen(folder / "tiny")
+    done = daemon.cli("models", "import", str(model), "--name", "tiny", "--state-dir", str(daemon.state_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _attempt(jackd, tmp_path, mode) -> bool:
     name = "sbl"
     bars_seconds = 4 * 60.0 / BPM
     total = 9 * bars_seconds
@@ -100,8 +114,9 @@ def _attempt(jackd, tmp_path) -> bool:
         # A studio runs the daemon below the audio: on 2 cores its numpy work otherwise
         # preempts Python threads holding the GIL that the JACK callbacks wait for (xruns).
         os.setpriority(os.PRIO_PROCESS, daemon.proc.pid, 15)
-        live = LiveProc(jackd.env, ["--name", name, "--bars", "2", "--mode", "separate",
-                                    "--model", "hpss", "--stems", "percussive", "--trigger-note", "36",
+        if mode is CONTINUE:
+            _import_tiny_musicgen(daemon, tmp_path)
+        live = LiveProc(jackd.env, ["--name", name, "--bars", "2", *mode, "--trigger-note", "36",
                                     "--media-dir", str(daemon.media / "live"), "--addr", daemon.addr],
                         tmp_path)
         daw = None
@@ -124,7 +139,8 @@ def _attempt(jackd, tmp_path) -> bool:
             playing = live.wait_for("playing", 20)
             recorder.wait(timeout=total + 10)
             played, _ = soundfile.read(playing["path"], dtype="float32", always_2d=True)
-            stem, _ = soundfile.read(next(Path(playing["path"]).parent.glob("*.hpss.percussive.wav")),
+            result = "*.hpss.percussive.wav" if mode is SEPARATE else "funk.tiny.3.wav"
+            stem, _ = soundfile.read(next(Path(playing["path"]).parent.glob(result)),
                                      dtype="float32", always_2d=True)
             captured_audio, _ = soundfile.read(captured["path"], dtype="float32", always_2d=True)
         finally:
