@@ -287,30 +287,12 @@ def service(args) -> dict | int:
         result = service_unit.install(argv, grace=args.grace, token=args.token,
                                       state_dir=service_unit.option(argv, "--state-dir"))
         if result["manager"] == "available" and not result["next"]:
-            result["daemon"] = _wait_serving(service_unit, service_unit.daemon_addr(argv), args.token)
+            result["daemon"] = service_unit.wait_serving(service_unit.daemon_addr(argv), args.token)
     elif args.action == "uninstall":
         result = service_unit.uninstall()
     else:
-        result = service_unit.status(addr=args.addr, health=lambda a: _health(a, args.token))
+        result = service_unit.status(addr=args.addr, token=args.token)
     if args.json:
         return result
     print(service_unit.describe(result))
     return 0
-
-
-def _health(addr: str, token: str | None) -> str:
-    from .client import Client
-
-    with Client(addr, token, timeout=2.0) as client:
-        return client.health(timeout=1.5)
-
-
-def _wait_serving(service_unit, addr: str, token: str | None, seconds: float = 10.0) -> str:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while True:
-        state = service_unit.probe(addr, lambda a: _health(a, token))
-        if state == "SERVING" or time.monotonic() > deadline:
-            return state
-        time.sleep(0.25)

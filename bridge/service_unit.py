@@ -342,13 +342,15 @@ def uninstall(*, platform: str = sys.platform, home: Path | None = None, env: di
 
 
 def status(*, platform: str = sys.platform, home: Path | None = None, env: dict | None = None,
-           run: Run = run_command, addr: str | None = None, health: Callable[[str], str] | None = None) -> dict:
+           run: Run = run_command, addr: str | None = None, health: Callable[[str], str] | None = None,
+           token: str | None = None) -> dict:
     """Is the service installed, enabled/loaded, and does a daemon answer?
 
     Args:
         addr: where to ask for health; default: $STUDIO_BRIDGE_ADDR, else the
             socket (or gRPC address) in the installed command line, else the default socket.
         health: addr -> "SERVING"/... or raises Unavailable (default: `bridge.client.Client.health`).
+        token: sent with the default health check (a daemon listening beyond loopback).
 
     Returns:
         kind, file, installed, exec_start, manager, enabled, active, addr, daemon.
@@ -375,7 +377,7 @@ def status(*, platform: str = sys.platform, home: Path | None = None, env: dict 
             result["enabled"] = code == 0  # loaded
             result["active"] = _launchd_state(out) if code == 0 else "not loaded"
     result["addr"] = addr or env.get(ENV_ADDR) or daemon_addr(argv or [])
-    result["daemon"] = probe(result["addr"], health)
+    result["daemon"] = probe(result["addr"], health, token)
     return result
 
 
@@ -396,13 +398,13 @@ def daemon_addr(argv: list[str]) -> str:
     return default_addr()
 
 
-def probe(addr: str, health: Callable[[str], str] | None = None) -> str:
+def probe(addr: str, health: Callable[[str], str] | None = None, token: str | None = None) -> str:
     """The daemon's health at ``addr``: SERVING, NOT_SERVING, ... or ``unavailable``."""
     if health is None:
         def health(a: str) -> str:
             from .client import Client
 
-            with Client(a, timeout=2.0) as client:
+            with Client(a, token, timeout=2.0) as client:
                 return client.health(timeout=1.5)
     try:
         return health(addr)
@@ -410,6 +412,18 @@ def probe(addr: str, health: Callable[[str], str] | None = None) -> str:
         return "unavailable"
     except BridgeError as exc:
         return exc.code
+
+
+def wait_serving(addr: str, token: str | None = None, seconds: float = 10.0) -> str:
+    """Wait up to ``seconds`` for a just-started service to answer; its health then."""
+    from .client import Client
+
+    try:
+        with Client(addr, token, timeout=2.0) as client:
+            client.wait_until_serving(seconds)
+    except BridgeError:
+        pass  # said by the probe below
+    return probe(addr, token=token)
 
 
 def _launchd_state(printed: str) -> str:
