@@ -51,9 +51,9 @@ class ReframeEngine(Engine):
     )
 
     def _validate(self, values: dict) -> dict:
-        from ..vision.pipeline import target_for
+        from ..vision.pipeline import parse_aspect
 
-        target_for(values["aspect"], 3840, 3840)  # the syntax; the frame's size is checked per file
+        parse_aspect(values["aspect"])  # the frame's size is known per file: checked when it runs
         return values
 
     def _run(self, handle, inputs, params, ctx: RunContext) -> RunResult:

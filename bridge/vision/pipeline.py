@@ -45,14 +45,11 @@ class Target:
     size: tuple[int, int]
 
 
-def target_for(aspect: str, width: int, height: int) -> Target:
-    """The largest crop of a ``width`` x ``height`` frame with the asked shape.
-
-    ``aspect`` is a ratio ("9:16") - the output is the crop itself - or a size
-    ("1080x1920") - the crop has that shape and is scaled to it.
+def parse_aspect(aspect: str) -> tuple[int, int, bool]:
+    """``"9:16"`` -> (9, 16, False); ``"1080x1920"`` -> (1080, 1920, True): a size.
 
     Raises:
-        InvalidArgument: not a ratio or size, or a crop too small to encode.
+        InvalidArgument: neither a ratio nor a size.
     """
     text = aspect.strip().lower()
     sep = ":" if ":" in text else "x" if "x" in text else None
@@ -63,6 +60,19 @@ def target_for(aspect: str, width: int, height: int) -> Target:
     if a <= 0 or b <= 0 or max(a, b) > 16384:
         raise InvalidArgument(f"aspect '{aspect}' is not a ratio like 9:16 or a size like 1080x1920; "
                               "common: 9:16, 1:1, 4:5, 4:3, 16:9")
+    return a, b, sep == "x"
+
+
+def target_for(aspect: str, width: int, height: int) -> Target:
+    """The largest crop of a ``width`` x ``height`` frame with the asked shape.
+
+    ``aspect`` is a ratio ("9:16") - the output is the crop itself - or a size
+    ("1080x1920") - the crop has that shape and is scaled to it.
+
+    Raises:
+        InvalidArgument: not a ratio or size, or a crop too small to encode.
+    """
+    a, b, is_size = parse_aspect(aspect)
     if width * b >= height * a:  # the source is wider: full height, cut the sides
         crop = (int(round(height * a / b)) & ~1, height & ~1)
     else:
@@ -70,7 +80,7 @@ def target_for(aspect: str, width: int, height: int) -> Target:
     if min(crop) < 16:
         raise InvalidArgument(f"aspect {aspect} of a {width}x{height} video leaves a {crop[0]}x{crop[1]} "
                               "crop; too small to encode")
-    size = (a & ~1, b & ~1) if sep == "x" else crop
+    size = (a & ~1, b & ~1) if is_size else crop
     return Target(crop, size)
 
 
@@ -175,7 +185,7 @@ class _Pass:
         self._shift = 0.0  # seconds taken off every timestamp (a range starts at 0)
         self._early_audio: list = []  # audio demuxed before the first video frame
         self._frame_bytes = 0
-        self._intervals: set[int] = set()
+        self._pts: set[int] = set()  # every frame timestamp seen (variable frame rate check)
 
     def __enter__(self):
         return self
@@ -188,7 +198,7 @@ class _Pass:
     def run(self) -> Reframed:
         import av
 
-        self._open_writer()
+        self._seek_to_start()
         expected = self._expected_frames()
         try:
             for kind, item in _prefetch(self._demux()):
@@ -214,7 +224,8 @@ class _Pass:
         self._note_timing()
         return self.out
 
-    def _open_writer(self) -> None:
+    def _seek_to_start(self) -> None:
+        """Position the demuxer at the range (the writer opens on the first frame kept)."""
         if self.start > 0:
             self.container.seek(int(self.start / self.vin.time_base), stream=self.vin, backward=True)
         self.out.start = self.start
@@ -271,7 +282,7 @@ class _Pass:
         index = self.count
         self.count += 1
         if frame.pts is not None:
-            self._intervals.add(frame.pts)
+            self._pts.add(frame.pts)
         tiny, gray = _small(frame, (CUT_WIDTH, max(2, int(CUT_WIDTH * frame.height / frame.width))),
                             self.analysis_size if index % self.step == 0 and self.modes else None)
         if gray is not None:
@@ -360,7 +371,7 @@ class _Pass:
 
     def _note_timing(self) -> None:
         """A variable frame rate is kept (timestamps are copied); the report says so."""
-        pts = np.diff(sorted(self._intervals))
+        pts = np.diff(sorted(self._pts))
         if len(pts) > 2 and pts.max() > 1.5 * pts.min():
             tb = float(self.vin.time_base)
             self.out.warnings.append(

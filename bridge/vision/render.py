@@ -15,6 +15,7 @@ hands it a shot at a time); ``render_crop`` is the whole-file loop on top.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,7 +78,7 @@ class CropWriter:
             self._out.close()
             raise
         self._shift = Fraction(shift).limit_denominator(1_000_000)
-        self._pending_audio: list = []  # held until the video reaches their time (interleaving)
+        self._pending_audio: deque = deque()  # held until the video reaches their time (interleaving)
         self.frames = 0
         self.last_time = float("-inf")
 
@@ -118,8 +119,9 @@ class CropWriter:
         self._pending_audio.append(packet)
 
     def _flush_audio(self, until: float) -> None:
-        while self._pending_audio and float(self._pending_audio[0].dts * self._pending_audio[0].time_base) <= until:
-            self._out.mux(self._pending_audio.pop(0))
+        pending = self._pending_audio
+        while pending and float(pending[0].dts * pending[0].time_base) <= until:
+            self._out.mux(pending.popleft())
 
     def _ticks(self, time_base) -> int:
         return int(round(self._shift / time_base)) if self._shift else 0
