@@ -28,7 +28,9 @@ done
 #   jackd2            JACK (dummy backend): the live adapter's and MIDI host's tests, jack_rec,
 #                     jack_midiseq; libasound2 comes with it (python-rtmidi needs it)
 #   ardour, xvfb, xdotool   the real Ardour GUI in a virtual X server (tests of the Ardour host)
-APT_PACKAGES=(ffmpeg libsndfile1 liblo-tools)
+#   libasound2, libjack-jackd2-0   what python-rtmidi (midi extra) and JACK-Client (live
+#                     extra) load when `studio-bridge midi` / `live` start
+APT_PACKAGES=(ffmpeg libsndfile1 liblo-tools libasound2 libjack-jackd2-0)
 if [ "$DEV" = 1 ]; then
     APT_PACKAGES+=(fluidsynth fluid-soundfont-gm melt jackd2 ardour xvfb xdotool)
 fi
