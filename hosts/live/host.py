@@ -87,9 +87,11 @@ class JackIO:
         on_midi: called with (frame, bytes) for each MIDI event, in time order.
         on_block: called with (frame, inputs, outputs) after the MIDI of the block;
             inputs/outputs are lists of float32 arrays (one per channel).
+        on_missed: called with the first frame of cycles this client was not run for
+            (their MIDI and audio never reach it), before the next block's MIDI.
     """
 
-    def __init__(self, name: str, channels: int, on_midi, on_block):
+    def __init__(self, name: str, channels: int, on_midi, on_block, on_missed):
         import jack
 
         try:
@@ -117,8 +119,9 @@ class JackIO:
         def process(frames):
             base = schedule.block_frame(self._timer.extend(self.client.last_frame_time), self._previous,
                                         self._last_frames)
-            if self._previous is not None:
+            if self._previous is not None and base > self._previous + self._last_frames:
                 self.skipped += base - self._previous - self._last_frames
+                on_missed(self._previous + self._last_frames)
             self._previous, self._last_frames = base, frames
             for offset, data in self.midi.incoming_midi_events():
                 on_midi(base + offset, bytes(data))
@@ -208,7 +211,8 @@ class LiveHost:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         self._pool.submit(warm_up).result()
         o = self.options
-        self._jack = JackIO(o.name, o.channels, self._on_midi, self._on_block)
+        self._jack = JackIO(o.name, o.channels, self._on_midi, self._on_block,
+                            lambda frame: self.clock.missed(frame / self.rate))
         self.rate = self._jack.client.samplerate
         self.block = self._jack.client.blocksize
         server = pyo.Server(sr=self.rate, nchnls=o.channels, buffersize=self.block, duplex=1,
@@ -393,12 +397,13 @@ class LiveHost:
             raise _Refused("no tempo yet: the clock needs one full bar of ticks (96) after start; no job")
         start_s, end_s, first_beat = schedule.last_bars(self.clock.beats(t), t, bpm, o.bars,
                                                         o.beats_per_bar)
-        if first_beat < 0 or self._run_since is None or start_s < self._run_since - 1e-3:
+        tick = 60.0 / bpm / self.clock.ppqn  # the fit may put bar 1 a little before Start
+        if first_beat < 0 or self._run_since is None or start_s < self._run_since - tick / 2:
             raise _Refused(f"the clock has not run through the last {o.bars} bar(s) "
                            f"(started or stopped inside them); no job")
         start, end = schedule.to_frame(start_s, self.rate), schedule.to_frame(end_s, self.rate)
         self._wait_for_frame(end)
-        if not self.clock.running or self._run_since is None or self._run_since > start_s + 1e-3:
+        if not self.clock.running or self._run_since is None or self._run_since > start_s + tick / 2:
             raise _Refused("clock stopped during the captured bars; no job")
         try:
             audio = self._ring.read(start, end)

@@ -7,6 +7,12 @@ least-squares line through the times of the last ``window_ticks`` ticks (at
 least one bar; 96 by default), which is within ±0.1 BPM at that jitter and
 follows a tempo change within one window.
 
+A receiver that misses input (a JACK client not run for some cycles loses
+that MIDI) says so with ``missed``; the next tick then counts the ticks the
+fitted line puts in the hole, so the song position does not fall behind.
+Without that word a long interval is taken as the tempo it is: a master that
+halves its tempo sends ticks twice as far apart, not lost ones.
+
 Pure Python, no MIDI library: feed it from any MIDI callback with the time the
 message arrived (any monotonic clock in seconds, as long as every call uses
 the same one). It is thread-safe: the MIDI thread calls ``tick`` while other
@@ -51,6 +57,8 @@ class ClockEstimator:
         self.beats_per_bar = beats_per_bar
         self._lock = threading.Lock()
         self._times: deque[float] = deque(maxlen=window_ticks)  # tick times since the last reset
+        self._indices: deque[int] = deque(maxlen=window_ticks)  # their tick numbers (holes skipped)
+        self._missed_since: float | None = None  # input lost after this time (see missed())
         self._count = 0              # ticks since the last reset (index of the next one)
         self._slope: float | None = None      # seconds per tick, from the last fit
         self._prev_slope: float | None = None  # kept across a reset, for interpolation only
@@ -66,13 +74,28 @@ class ClockEstimator:
         with self._lock:
             if self._times and t - self._times[-1] > MAX_TICK_GAP:
                 self._reset_estimate()
+            lost = self._lost_before(t)
+            self._missed_since = None
+            self._count += lost
+            self._next_pos += lost if self._running else 0
             self._times.append(t)
+            self._indices.append(self._count)
             self._count += 1
             self._slope = self._fit()
             if self._running:
                 self._last_pos = self._next_pos
                 self._last_index = self._count - 1
                 self._next_pos += 1
+
+    def missed(self, since: float) -> None:
+        """Input after time ``since`` was lost (the receiver skipped it): ticks may be missing.
+
+        The next tick counts as many ticks before it as the fitted tempo puts
+        between it and the last one received.
+        """
+        with self._lock:
+            if self._missed_since is None or since < self._missed_since:
+                self._missed_since = since
 
     def start(self, t: float) -> None:
         """Start (0xFA): play from position 0; the tempo estimate starts over."""
@@ -144,35 +167,41 @@ class ClockEstimator:
 
     # --- internals (lock held) ----------------------------------------------------------------
 
+    def _lost_before(self, t: float) -> int:
+        """Ticks lost between the last tick and one at ``t``: only after ``missed``, by the fit."""
+        if self._missed_since is None or not self._times or not self._slope:
+            return 0
+        return max(0, round((t - self._times[-1]) / self._slope) - 1)
+
     def _reset_estimate(self) -> None:
         if self._slope:
             self._prev_slope = self._slope
         self._times.clear()
+        self._indices.clear()
         self._count = 0
         self._slope = None
         self._last_pos = None
 
-    def _fit(self) -> float | None:
-        """Seconds per tick: the least-squares slope of tick time against tick index."""
+    def _means(self) -> tuple[float, float, float]:
+        """(first time, mean index, mean time - first time) of the ticks in the window."""
         n = len(self._times)
-        if n < 2:
-            return None
         t0 = self._times[0]
-        mean_i = (n - 1) / 2.0
-        mean_t = sum(x - t0 for x in self._times) / n
-        num = sum((i - mean_i) * (x - t0 - mean_t) for i, x in enumerate(self._times))
-        den = n * (n * n - 1) / 12.0  # sum of (i - mean_i)^2 for i = 0..n-1
+        return t0, sum(self._indices) / n, sum(x - t0 for x in self._times) / n
+
+    def _fit(self) -> float | None:
+        """Seconds per tick: the least-squares slope of tick time against tick number."""
+        if len(self._times) < 2:
+            return None
+        t0, mean_i, mean_t = self._means()
+        num = sum((i - mean_i) * (x - t0 - mean_t) for i, x in zip(self._indices, self._times))
+        den = sum((i - mean_i) ** 2 for i in self._indices)
         slope = num / den
         return slope if slope > 0 else None
 
     def _fitted_time(self, index: int) -> float:
-        """Where the fitted line puts the tick with this index (since the last reset)."""
-        n = len(self._times)
-        first_index = self._count - n
-        t0 = self._times[0]
-        mean_i = (n - 1) / 2.0
-        mean_t = sum(x - t0 for x in self._times) / n
-        return t0 + mean_t + (index - first_index - mean_i) * self._slope
+        """Where the fitted line puts the tick with this number (since the last reset)."""
+        t0, mean_i, mean_t = self._means()
+        return t0 + mean_t + (index - mean_i) * self._slope
 
     def _beats(self, t: float) -> float:
         if not self._running or self._last_pos is None:

@@ -88,11 +88,21 @@ def song(bpm: float, seconds: float, seed: int = 1) -> np.ndarray:
     return np.stack([mono, mono * 0.9], axis=1)
 
 
+SYNC_SCALE = 2 ** 23  # sync value k / 2**23 is exact in float32 and in jack_rec's 32-bit PCM
+
+
+def sync_frames(channel: np.ndarray) -> np.ndarray:
+    """The fake DAW's frame (from F0) on each row of a recorded sync channel; -1 before F0."""
+    return np.rint(channel.astype(np.float64) * SYNC_SCALE).astype(np.int64) - 1
+
+
 class FakeDaw:
-    """A JACK client sending MIDI clock, notes and audio at exact frames, plus a one-sample sync pulse.
+    """A JACK client sending MIDI clock, notes and audio at exact frames, plus a sync signal.
 
     Nothing is sent until ``play()``; then the song's first frame F0 is a few periods ahead, the
-    Start message goes just before it, the sync pulse is at F0 and tick k at F0 + tick_frames[k].
+    Start message goes just before it and tick k at F0 + tick_frames[k]. The sync port carries
+    the DAW's own frame count from F0 on every sample (0 before): a recorder that drops a
+    cycle still says on each row which DAW frame it holds (see ``sync_frames``).
     ``midi`` is a list of (frame from F0, bytes) events besides the clock.
     """
 
@@ -159,8 +169,8 @@ class FakeDaw:
             if frame >= base:
                 self.midi_out.write_midi_event(frame - base, data)
             self._next += 1
-        if base <= f0 < base + n:
-            sync[f0 - base] = 0.5  # jack_rec -b 32 wraps 1.0 to -1.0
+        rel = np.arange(base - f0, base - f0 + n)
+        sync[:] = np.where(rel >= 0, (rel % (SYNC_SCALE // 2) + 1) / SYNC_SCALE, 0.0)  # < 0.5: no wrap
         lo, hi = max(base, f0), min(base + n, f0 + len(self.audio))
         if lo < hi:
             for c, port in enumerate(self.send):

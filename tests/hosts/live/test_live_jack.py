@@ -1,8 +1,9 @@
 """The live host on a real JACK graph: a fake DAW, jack_rec, a real daemon doing hpss.
 
 The fake DAW sends MIDI clock at exact frames, so the true bar lines are known to
-the sample; jack_rec records a sync pulse at the song's first frame beside the live
-client's output, so the played result's onset is measured against them in samples.
+the sample; jack_rec records the DAW's frame count (its sync port) beside the live
+client's output, so the played result's onset is measured against them in samples,
+even when the recorder itself drops a cycle.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import soundfile
 
 from tests.conftest import running_daemon
 
-from .fakedaw import RATE, FakeDaw, Jackd, LiveProc, connect, have_jack, song, tick_frames
+from .fakedaw import PERIOD, RATE, FakeDaw, Jackd, LiveProc, connect, have_jack, song, sync_frames, tick_frames
 
 pytestmark = pytest.mark.skipif(not have_jack(), reason="needs jackd, jack_rec and JACK-Client")
 
@@ -84,8 +86,10 @@ def test_the_result_plays_from_the_bar_line(jackd, tmp_path, mode):
     """Trigger after bar 2: bars 1-2 go to the daemon - hpss, or a continuation by a tiny
     random MusicGen - and the result plays from a later bar line.
 
-    The offset can only be measured when neither the fake DAW nor the host missed a JACK
-    cycle (then the DAW's clock is no longer ground truth); such a run is tried once more.
+    The offset is only measured when the fake DAW ran every cycle (else its clock is no
+    longer ground truth), no cycle was missed from just before the bar line to the end of
+    the result, and the recorder holds the DAW's frames in order there; a run that misses
+    any of these is tried again. Earlier xruns (say at the trigger) are the host's to ride.
     """
     for attempt in range(ATTEMPTS):
         run = tmp_path / f"attempt{attempt}"
@@ -105,10 +109,10 @@ def _import_tiny_musicgen(daemon, folder: Path) -> None:
 
 def _attempt(jackd, tmp_path, mode) -> bool:
     name = "sbl"
-    bars_seconds = 4 * 60.0 / BPM
-    total = 9 * bars_seconds
+    bar = 96 * _tick_period()
+    total = 24 * bar / RATE  # the song and clock run on while a slow job finishes
     ticks = tick_frames(BPM, int(total * BPM / 60.0 * 24))
-    trigger = int(round(96 * 2.5 * _tick_period()))  # halfway through bar 3: captures bars 1-2
+    trigger = int(round(2.5 * bar))  # halfway through bar 3: captures bars 1-2
     audio = song(BPM, total)
     with running_daemon() as daemon:
         # A studio runs the daemon below the audio: on 2 cores its numpy work otherwise
@@ -119,31 +123,35 @@ def _attempt(jackd, tmp_path, mode) -> bool:
         live = LiveProc(jackd.env, ["--name", name, "--bars", "2", *mode, "--trigger-note", "36",
                                     "--media-dir", str(daemon.media / "live"), "--addr", daemon.addr],
                         tmp_path)
-        daw = None
+        daw = recorder = None
         try:
             live.wait_for("ready")
             daw = FakeDaw(audio, ticks, [(trigger, b"\x90\x24\x64"), (trigger + 2000, b"\x80\x24\x00")])
             _wire(name)
             rec = tmp_path / "rec.wav"
-            recorder = subprocess.Popen(["jack_rec", "-f", str(rec), "-d", str(int(total) + 1), "-b", "32",
-                                         "fakedaw:sync", f"{name}:output_1", f"{name}:output_2"],
-                                        env=jackd.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
+            recorder = _record(jackd, rec, ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
             started = time.monotonic()
             f0 = daw.play()
             captured = live.wait_for_any(("captured", "error"), 15)
             if _xrun_refusal(captured):
                 return False
             assert captured["event"] == "captured", captured
-            live.wait_for("armed", 20)
+            live.wait_for("armed", 30)
             playing = live.wait_for("playing", 20)
-            recorder.wait(timeout=total + 10)
             played, _ = soundfile.read(playing["path"], dtype="float32", always_2d=True)
+            bar_beat = playing["bar_beat"]
+            true_bar = int(np.floor(bar_beat * 24 * _tick_period() + 0.5))  # from F0
+            daw.wait_until(true_bar + len(played) + RATE, timeout=30)  # played, and half a second after
+            time.sleep(0.5)  # the recorder's disk thread catches up before it is stopped
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait(10)
             result = "*.hpss.percussive.wav" if mode is SEPARATE else "funk.tiny.3.wav"
             stem, _ = soundfile.read(next(Path(playing["path"]).parent.glob(result)),
                                      dtype="float32", always_2d=True)
             captured_audio, _ = soundfile.read(captured["path"], dtype="float32", always_2d=True)
         finally:
+            if recorder is not None and recorder.poll() is None:
+                recorder.kill()
             if daw is not None:
                 daw.close()
             live.stop()
@@ -154,28 +162,36 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     # what the host heard: the tempo and the two bars before the trigger
     assert abs(captured["bpm"] - BPM) < 0.1
     # frames: the host counts its own, the fake DAW its own; bar 1 (F0) is the common point
-    assert captured["end_frame"] - captured["start_frame"] == round(96 * 2 * _tick_period())
-    bar_beat = playing["bar_beat"]
-    true_bar = f0 + int(np.floor(bar_beat * 24 * _tick_period() + 0.5))
-    host_target = playing["frame"] - captured["start_frame"] + f0
+    assert captured["end_frame"] - captured["start_frame"] == round(2 * bar)
+    host_target = playing["frame"] - captured["start_frame"]
 
     recording, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
     assert rate == RATE
-    sync_index = int(np.argmax(recording[:, 0]))
-    assert abs(recording[sync_index, 0] - 0.5) < 1e-6
-    expected = sync_index + (true_bar - f0)
-    lag = _measure(recording, played, expected)
-    offset = lag - expected
+    frames = sync_frames(recording[:, 0])  # the DAW's frame on each recorded row
+    rows = np.flatnonzero(frames == true_bar)
+    span = slice(rows[0], rows[0] + len(played) + RATE // 2) if len(rows) else None
+    if span is None or len(frames[span]) < len(played) + RATE // 2 or np.any(np.diff(frames[span]) != 1):
+        jumps = np.flatnonzero((np.diff(frames) != 1) & (frames[:-1] >= 0))
+        print(f"the recording does not hold the DAW's frames {true_bar}..+{len(played) + RATE // 2} in "
+              f"order ({len(frames)} rows; frame jumps at rows {jumps[:5]}: "
+              f"{[(int(frames[j]), int(frames[j + 1])) for j in jumps[:5]]}; jack_rec: {_said(tmp_path)}); "
+              f"measured again")
+        return False
+    lag = _measure(recording, played, rows[0])
+    offset = int(frames[lag]) - true_bar
+    xrun_bars = [round((f - captured["start_frame"]) / bar + 1, 2) for f in playing["xrun_frames"]]
     print(f"bar line at beat {bar_beat}: played onset {offset:+d} samples from the true bar line "
-          f"(host's own target {host_target - true_bar:+d}); host xruns {playing['xruns']}, fake DAW "
-          f"missed cycles {daw.gaps[:3]}; {elapsed:.1f}s")
-    if daw.gaps or playing["xruns"] or playing["skipped_frames"]:
+          f"(host's own target {host_target - true_bar:+d}); host xruns {playing['xruns']} (at bars "
+          f"{xrun_bars}), fake DAW missed cycles {daw.gaps[:3]}; {elapsed:.1f}s")
+    # Ground truth needs the fake DAW to have sent every event on time; the played onset
+    # needs the cycles around the bar line and after it to have run. Xruns before that (say
+    # at the trigger, while the job starts) are part of what the host must ride through.
+    near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
+    if daw.gaps or near or xruns_after != playing["xruns"]:
         return False
     assert abs(offset) <= TOLERANCE
     # the played audio is the separated stem, sample for sample
     got = recording[lag:lag + len(played), 1:3]
-    if xruns_after != playing["xruns"]:
-        return False  # cycles missed while it played: the recording has holes, measure again
     assert len(got) == len(played)
     bad = np.flatnonzero(np.max(np.abs(got - played), axis=1) > 1e-4)
     assert not len(bad), f"{len(bad)} samples differ, first at {bad[:5]}, last at {bad[-5:]} of {len(played)}"
@@ -186,6 +202,20 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     tail = recording[lag + len(played): lag + len(played) + RATE // 2, 1]
     assert np.max(np.abs(tail)) < 1e-6
     return True
+
+
+def _record(jackd, path: Path, ports: list[str]) -> subprocess.Popen:
+    """jack_rec on ``ports`` until SIGINT, with a 10 s buffer (its default 16384 frames drops
+    samples when its disk thread stalls for a third of a second)."""
+    recorder = subprocess.Popen(["jack_rec", "-f", str(path), "-d", "300", "-b", "32", "-B", str(10 * RATE),
+                                 *ports], env=jackd.env, stdout=subprocess.DEVNULL,
+                                stderr=open(path.with_suffix(".err"), "wb"))
+    time.sleep(0.3)
+    return recorder
+
+
+def _said(folder: Path) -> str:
+    return (folder / "rec.err").read_text(errors="replace").strip()[-300:] or "said nothing"
 
 
 def test_no_daemon_and_clock_stop_are_said_and_make_no_job(jackd, tmp_path):

@@ -112,3 +112,32 @@ def test_bad_arguments_are_refused():
         ClockEstimator(window_ticks=1)
     with pytest.raises(ValueError, match="song position"):
         ClockEstimator().song_position(-1, 0.0)
+
+
+def test_ticks_lost_by_the_receiver_are_counted_and_the_position_kept():
+    """A JACK client not run for 3 cycles (32 ms) loses the ticks in them; told so, the clock
+    counts them from the fitted tempo: position and tempo stay those of the master."""
+    rng = random.Random(5)
+    clock = ClockEstimator()
+    clock.start(0.0)
+    period = 60.0 / 120.0 / 24
+    times = [i * period + rng.gauss(0.0, JITTER) for i in range(200)]
+    lost = {150, 151}  # inside 32 ms of missed cycles
+    for i, t in enumerate(times):
+        if i == 150:
+            clock.missed(times[149] + 0.005)
+        if i not in lost:
+            clock.tick(t)
+    assert clock.beats(199 * period) == pytest.approx(199 / 24, abs=0.1 / 24)
+    assert clock.bpm == pytest.approx(120.0, abs=0.1)
+
+
+def test_a_slower_tempo_is_not_taken_for_lost_ticks():
+    """Ticks twice as far apart with no word of lost input are a tempo change (120 -> 60)."""
+    rng = random.Random(6)
+    clock = ClockEstimator()
+    clock.start(0.0)
+    t = send(clock, 120.0, 96, 0.0, rng, jitter=0.0)
+    send(clock, 60.0, 96, t, rng, jitter=0.0)
+    assert clock.beats(t + 95 * 60.0 / 60.0 / 24) == pytest.approx((96 + 95) / 24, abs=1e-6)
+    assert clock.bpm == pytest.approx(60.0, abs=0.1)
