@@ -27,7 +27,7 @@ def add_live_command(sub, common: argparse.ArgumentParser) -> argparse.ArgumentP
     p.add_argument("--mode", default="separate", help="what a MIDI note trigger asks for (default separate)")
     p.add_argument("--loop", action="store_true", help="loop the result until the next one or Stop")
     p.add_argument("--trigger-note", type=int, default=36, help="MIDI note that triggers (-1: none)")
-    p.add_argument("--osc-port", type=int, default=None, help="UDP port for /bridge/live/trigger (0: any)")
+    p.add_argument("--osc-port", type=int, default=None, help="UDP port for OSC: /bridge/live/trigger [MODE] and /bridge/live/play PATH... (a file made elsewhere, e.g. by `studio-bridge midi`, played from the next bar line); 0: any free port")
     p.add_argument("--media-dir", default="~/studio-bridge-live",
                    help="folder (under the daemon's media root) for captured bars and results")
     p.add_argument("--name", default="studio-bridge-live", help="JACK client name")

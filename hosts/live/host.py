@@ -43,7 +43,7 @@ import numpy as np
 from hosts.midi.clock import ClockEstimator
 
 from . import schedule
-from .jobs import process_capture, warm_up
+from .jobs import prepare_playback, process_capture, warm_up
 from .modes import build_request, parse_mode
 from .ring import FrameRing
 
@@ -283,6 +283,13 @@ class LiveHost:
             frame = self._jack.frame
         self._triggers.put((mode or self.options.mode, frame, source))
 
+    def play(self, paths: list[str], source: str = "api") -> None:
+        """Play these audio files (mixed) from the next bar line, as a job's result is played.
+
+        For results made elsewhere: `studio-bridge midi` sends a pad's generation here.
+        """
+        self._triggers.put(("play", list(paths), source))
+
     # --- JACK MIDI thread ------------------------------------------------------------------
     def _on_midi(self, frame: int, data: bytes) -> None:
         if not data:
@@ -376,9 +383,12 @@ class LiveHost:
             item = self._triggers.get()
             if item is None:
                 return
-            mode, frame, source = item
+            mode, what, source = item
             try:
-                self._handle(mode, frame, source)
+                if mode == "play":
+                    self._play_files(what, source)
+                else:
+                    self._handle(mode, what, source)
             except Exception as exc:  # noqa: BLE001 - a failed trigger must not end the host
                 log.debug("trigger failed", exc_info=True)
                 self._status({"event": "error", "mode": mode, "message": str(exc),
@@ -429,13 +439,30 @@ class LiveHost:
             raise _Refused(result["message"], result["code"])
         self._status({"event": "job", "job_id": result["job_id"], "engine": result["engine"],
                       "outputs": result["outputs"]})
-        table = self._pyo.SndTable(result["played"])
+        self._arm(result["played"], result["length"], result["job_id"])
+
+    def _play_files(self, paths: list[str], source: str) -> None:
+        self._status({"event": "play", "paths": paths, "source": source})
+        if not paths:
+            raise _Refused("play: no file given; send /bridge/live/play with one or more audio paths",
+                           "invalid_argument")
+        played = Path(self.options.media_dir).expanduser() / "played" / f"{Path(paths[0]).stem}.live.wav"
+        result = self._pool.submit(prepare_playback, paths, self.rate, self.options.channels, FADE_MS,
+                                   str(played)).result()
+        if not result["ok"]:
+            raise _Refused(f"play: {result['message']}", result["code"])
+        self._arm(result["played"], result["length"], "")
+
+    def _arm(self, played: str, length: int, job_id: str) -> None:
+        """Load a prepared result; the audio thread starts it on the next bar line (with the
+        clock stopped: the first bar line after it runs again)."""
+        table = self._pyo.SndTable(played)
         now = self._block_frame / self.rate
         lead = 4 * self.block / self.rate * (self.clock.bpm or 120.0) / 60.0
-        target = schedule.next_bar_beat(self.clock.beats(now), o.beats_per_bar, lead)
-        self._pending = Pending(Path(result["played"]), table, result["length"], target, result["job_id"])
-        self._status({"event": "armed", "path": result["played"], "bar_beat": target,
-                      "job_id": result["job_id"], "frame": self._block_frame})
+        target = schedule.next_bar_beat(self.clock.beats(now), self.options.beats_per_bar, lead)
+        self._pending = Pending(Path(played), table, length, target, job_id)
+        self._status({"event": "armed", "path": played, "bar_beat": target, "job_id": job_id,
+                      "frame": self._block_frame, "clock_running": self.clock.running})
 
     def _wait_for_frame(self, frame: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -452,6 +479,8 @@ class LiveHost:
         dispatcher = Dispatcher()
         dispatcher.map("/bridge/live/trigger",
                        lambda address, *args: self.trigger(str(args[0]) if args else None, source="osc"))
+        dispatcher.map("/bridge/live/play",
+                       lambda address, *args: self.play([str(a) for a in args], source="osc"))
         self._osc = ThreadingOSCUDPServer(("127.0.0.1", port), dispatcher)
         threading.Thread(target=self._osc.serve_forever, name="live-osc", daemon=True).start()
 

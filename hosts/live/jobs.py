@@ -56,24 +56,49 @@ def process_capture(audio: np.ndarray, rate: int, wav: str, request: dict, chann
             return {"ok": False, "code": "failed_precondition", "job_id": job["job_id"],
                     "message": f"job {job['job_id']} gave no audio to play (outputs: "
                                f"{[out.get('kind') for out in job['outputs']]})"}
-        mix = None
-        for out in outputs:
-            data, out_rate = soundfile.read(out["path"], dtype="float32", always_2d=True)
-            if out_rate != rate:
-                return {"ok": False, "code": "failed_precondition", "job_id": job["job_id"],
-                        "message": f"result {out['path']} is at {out_rate} Hz; JACK runs at {rate} Hz"}
-            mix = data if mix is None else mix[:len(data)] + data[:len(mix)]
-        if mix.shape[1] < channels:
-            mix = np.repeat(mix[:, :1], channels, axis=1)
-        mix = schedule.fade(mix[:, :channels], rate, fade_ms)
-        played = Path(folder) / f"{Path(outputs[0]['path']).stem}.live.wav"
-        soundfile.write(str(played), mix, rate, subtype="FLOAT")
-        return {"ok": True, "played": str(played), "length": len(mix), "job_id": job["job_id"],
-                "engine": request["engine"], "outputs": [out["path"] for out in outputs]}
+        prepared = prepare_playback([out["path"] for out in outputs], rate, channels, fade_ms,
+                                    str(Path(folder) / f"{Path(outputs[0]['path']).stem}.live.wav"))
+        if not prepared["ok"]:
+            return {**prepared, "job_id": job["job_id"]}
+        return {**prepared, "job_id": job["job_id"], "engine": request["engine"],
+                "outputs": [out["path"] for out in outputs]}
     except BridgeError as exc:
         return {"ok": False, "code": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - crosses a process boundary as data
         return {"ok": False, "code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def prepare_playback(paths: list[str], rate: int, channels: int, fade_ms: float, played: str) -> dict:
+    """Mix audio files into one, faded at both ends, written to ``played`` for pyo to load.
+
+    Returns:
+        {"ok": True, "played", "length"} or {"ok": False, "code", "message"}. Never raises.
+    """
+    import soundfile
+
+    mix = None
+    try:
+        for path in paths:
+            data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+            if file_rate != rate:
+                return {"ok": False, "code": "failed_precondition",
+                        "message": f"{path} is at {file_rate} Hz but JACK runs at {rate} Hz; make it at "
+                                   f"{rate} Hz (generate: --sample-rate {rate})"}
+            mix = data if mix is None else mix[:len(data)] + data[:len(mix)]
+    except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+        return {"ok": False, "code": "invalid_argument",
+                "message": f"cannot read {path} as audio ({exc}); send WAV, FLAC or AIFF files"}
+    if mix is None or not len(mix):
+        return {"ok": False, "code": "invalid_argument", "message": f"no audio to play in {paths}"}
+    if mix.shape[1] < channels:
+        mix = np.repeat(mix[:, :1], channels, axis=1)
+    mix = schedule.fade(mix[:, :channels], rate, fade_ms)
+    try:
+        Path(played).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(played, mix, rate, subtype="FLOAT")
+    except (OSError, RuntimeError) as exc:
+        return {"ok": False, "code": "internal", "message": f"cannot write {played} ({exc})"}
+    return {"ok": True, "played": played, "length": len(mix)}
 
 
 def warm_up() -> bool:

@@ -25,6 +25,7 @@ ACTION records the next control you touch into the map. Example map:
   prompt = "dusty boom bap drums"
   bars = 4             # no bpm: follow MIDI clock
   out = "gen"          # relative to the map's folder
+  play = true          # and play it in `studio-bridge live` (see --live)
 """
 
 
@@ -56,6 +57,9 @@ def add_midi_command(sub, common: argparse.ArgumentParser) -> argparse.ArgumentP
                    help="how long a pad blinks when its job is done (6)")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often to look for a device that left or came back (1)")
+    p.add_argument("--live", default=None, metavar="[HOST:]PORT",
+                   help="the OSC port of `studio-bridge live --osc-port PORT`: bindings with play = true "
+                        "hand their result to it, to play from its next bar line (overrides live = in the map)")
     p.add_argument("--learn", default=None, metavar="ACTION",
                    choices=("generate", "regenerate", "cancel", "separate", "master", "set"),
                    help="record the next control touched as a new binding for ACTION, then exit")

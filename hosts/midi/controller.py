@@ -18,7 +18,7 @@ from .mapping import SETTABLE, Binding, Mapping, scaled
 
 DEFAULT_BARS = 4
 _GENERATE_KEYS = ("bars", "bpm", "beats_per_bar", "seed", "temperature", "top_k", "top_p", "cfg",
-                  "loop", "variations")
+                  "loop", "variations", "sample_rate")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class JobRecord:
     model: str
     out: str
     bpm_source: str = ""
+    play: bool = False  # hand the result to the live host
     job_id: str = ""
     state: str = "submitting"
     outputs: list = field(default_factory=list)
@@ -59,13 +60,14 @@ class Controller:
         clock: the tempo from MIDI clock on the input.
         leds: the pad lights (``hosts.midi.leds.Leds``) or None.
         say: reports what happens, one line at a time.
+        live: a ``to_live.LiveLink`` for bindings that say ``play = true``, or None.
     """
 
     SET_REPORT_INTERVAL = 0.25  # a fader sweep is reported at most this often per parameter
 
     def __init__(self, mapping: Mapping, client, clock: ClockEstimator | None = None, leds=None,
-                 say: Callable[[str], None] = lambda text: None):
-        self.mapping, self.client, self.leds, self.say = mapping, client, leds, say
+                 say: Callable[[str], None] = lambda text: None, live=None):
+        self.mapping, self.client, self.leds, self.say, self.live = mapping, client, leds, say, live
         self.clock = clock or ClockEstimator()
         self.overrides: dict = {}   # set by `set` bindings, applied to later generations
         self.jobs: list[JobRecord] = []
@@ -160,7 +162,8 @@ class Controller:
             return None
         params = {**last.params, "seed": secrets.randbelow(2 ** 31)}
         out = binding.params.get("out", last.out)
-        record = self._start(binding, "generate", {}, params, last.model, out, last.bpm_source, action="regenerate")
+        record = self._start(binding, "generate", {}, params, last.model, out, last.bpm_source, action="regenerate",
+                             play=binding.params.get("play", last.play))
         self._last_generate = record
         return record
 
@@ -195,8 +198,9 @@ class Controller:
 
     # -- jobs --------------------------------------------------------------------------------------
     def _start(self, binding: Binding, engine: str, inputs: dict, params: dict, model: str, out: str,
-               bpm_source: str = "", action: str | None = None) -> JobRecord:
-        record = JobRecord(binding, action or binding.action, engine, params, model, out, bpm_source)
+               bpm_source: str = "", action: str | None = None, play: bool | None = None) -> JobRecord:
+        play = binding.params.get("play", False) if play is None else play
+        record = JobRecord(binding, action or binding.action, engine, params, model, out, bpm_source, play)
         with self._lock:
             self.jobs.append(record)
         if self.leds and binding.type != "program":
@@ -231,12 +235,31 @@ class Controller:
                 self.leds.done(control)
             paths = ", ".join(o["path"] for o in record.outputs)
             self.say(f"job {record.job_id} done ({record.action}): {paths}")
+            if record.play:
+                self._hand_to_live(record)
         else:
             if lit:
                 self.leds.error(control)
             error = record.error or {}
             self.say(f"job {record.job_id or '-'} {record.state} ({record.action}): "
                      f"{error.get('message', '')}".rstrip(": "))
+
+    def _hand_to_live(self, record: JobRecord) -> None:
+        # A generation with variations plays its first; stems and masters play together.
+        outputs = record.outputs[:1] if record.engine == "generate" else record.outputs
+        if self.live is None:
+            self.say(f"job {record.job_id}: {record.binding.label()} says play = true, but no live host "
+                     f"is named (--live PORT, or live = \"127.0.0.1:PORT\" in the map); the result "
+                     f"stays in {record.out}")
+            return
+        try:
+            self.live.play([o["path"] for o in outputs])
+        except OSError as exc:
+            self.say(f"job {record.job_id}: could not reach the live host at {self.live.address} ({exc}); "
+                     f"the result stays in {record.out}")
+            return
+        self.say(f"job {record.job_id}: sent to the live host at {self.live.address}, which plays it "
+                 f"from its next bar line")
 
     def active(self) -> list[JobRecord]:
         with self._lock:

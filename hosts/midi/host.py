@@ -40,6 +40,7 @@ def run(args) -> dict:
         mapping = mapping_mod.load_mapping(args.map)
         if not mapping.bindings:
             raise MidiHostError(f"{args.map} has no [[binding]]; add some, or record them with --learn ACTION")
+        live = _live_address(args, mapping)
     api = rtmidi_api(args.backend)
     inp = Endpoint(api, "input", args.in_port, None if args.in_port else args.virtual, say=say)
     out = None
@@ -52,7 +53,7 @@ def run(args) -> dict:
         if learn_table is not None:
             return _learn(args, learn_table, inp)
         out = _open_output(args, api, inp)
-        return _play(args, mapping, inp, out)
+        return _play(args, mapping, inp, out, live)
     finally:
         inp.close()
         if out is not None:
@@ -79,21 +80,38 @@ def _open_output(args, api, inp: Endpoint) -> Endpoint | None:
 
 
 # -- play -------------------------------------------------------------------------------------
-def _play(args, mapping, inp: Endpoint, out: Endpoint | None) -> dict:
+def _live_address(args, mapping) -> tuple[str, int] | None:
+    """Where results of ``play = true`` bindings go: --live, else the map's ``live``."""
+    from .mapping import parse_live
+
+    live = parse_live(args.live) if getattr(args, "live", None) else mapping.live
+    playing = [b for b in mapping.bindings if b.params.get("play")]
+    if playing and live is None:
+        raise MidiHostError(f"{playing[0].label()} says play = true, but no live host is named: start "
+                            f"`studio-bridge live --osc-port 9123` and give --live 9123 (or write "
+                            f"live = \"127.0.0.1:9123\" at the top of {args.map})")
+    return live
+
+
+def _play(args, mapping, inp: Endpoint, out: Endpoint | None, live: tuple[str, int] | None) -> dict:
     from bridge.client import Client
 
     from .clock import ClockEstimator
     from .controller import Controller
     from .leds import Leds
+    from .to_live import LiveLink
 
     client = Client(args.addr, args.token)
     try:
         client.health(timeout=3.0)  # no daemon: say so now (exit 3), not at the first pad
         leds = Leds(out.send, args.leds, args.blink).start() if out is not None else None
-        controller = Controller(mapping, client, ClockEstimator(), leds, say)
+        link = LiveLink(*live) if live else None
+        controller = Controller(mapping, client, ClockEstimator(), leds, say, link)
         say(f"listening on MIDI input '{inp.connected_to}'"
             + (f", LEDs ({args.leds}) on '{out.connected_to}'" if out else "")
-            + f"; {len(mapping.bindings)} binding(s) from {args.map}; Ctrl-C stops")
+            + f"; {len(mapping.bindings)} binding(s) from {args.map}"
+            + (f"; play = true results go to the live host at {link.address}" if link else "")
+            + "; Ctrl-C stops")
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

@@ -8,8 +8,11 @@
     prompt = "dusty boom bap drums"
     bars = 4               # no bpm: the tempo comes from MIDI clock on the input port
     out = "gen"            # relative paths are relative to this file's folder
+    play = true            # also hand the result to `studio-bridge live` (next bar line)
 
-Optional top-level keys ``model`` and ``out`` are defaults for every binding.
+Optional top-level keys ``model`` and ``out`` are defaults for every binding;
+``live = "127.0.0.1:9123"`` (or a port) is where ``studio-bridge live --osc-port``
+listens, for bindings that say ``play = true``.
 Every error names the binding (its number in the file and its control) and
 what is allowed, and the file is checked completely before anything runs.
 """
@@ -38,15 +41,15 @@ _KEYS: dict[str, tuple[dict, dict]] = {
     "generate": ({"prompt": str},
                  {"model": str, "bars": int, "bpm": (int, float), "beats_per_bar": int, "seed": int,
                   "temperature": (int, float), "top_k": int, "top_p": (int, float), "cfg": (int, float),
-                  "loop": bool, "variations": int, "out": str}),
-    "regenerate": ({}, {"out": str}),
+                  "loop": bool, "variations": int, "sample_rate": int, "out": str, "play": bool}),
+    "regenerate": ({}, {"out": str, "play": bool}),
     "cancel": ({}, {}),
-    "separate": ({"input": str}, {"model": str, "stems": str, "two_stems": str, "out": str}),
+    "separate": ({"input": str}, {"model": str, "stems": str, "two_stems": str, "out": str, "play": bool}),
     "master": ({"input": str}, {"preset": str, "lufs": (int, float), "ceiling": (int, float),
-                                "reference": str, "out": str}),
+                                "reference": str, "out": str, "play": bool}),
     "set": ({"param": str}, {"min": (int, float), "max": (int, float), "value": (int, float)}),
 }
-_TOP_LEVEL = {"binding", "model", "out"}
+_TOP_LEVEL = {"binding", "model", "out", "live"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Mapping:
 
     path: Path | None
     bindings: list[Binding]
+    live: tuple[str, int] | None = None  # where `studio-bridge live` takes /bridge/live/play
 
     def __post_init__(self):
         self._by_control = {b.control: b for b in self.bindings}
@@ -123,7 +127,7 @@ def parse_mapping(text: str, base: Path | None = None, source: str = "map") -> M
     unknown = sorted(set(data) - _TOP_LEVEL)
     if unknown:
         raise MidiHostError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; allowed: "
-                            f"[[binding]] tables and the defaults model, out")
+                            f"[[binding]] tables, the defaults model and out, and live")
     defaults = {k: data[k] for k in ("model", "out") if k in data}
     for key, value in defaults.items():
         if not isinstance(value, str):
@@ -139,7 +143,18 @@ def parse_mapping(text: str, base: Path | None = None, source: str = "map") -> M
                                 f"{seen[binding.control].label()}; give each control one action")
         seen[binding.control] = binding
         bindings.append(binding)
-    return Mapping(Path(source) if source != "map" else None, bindings)
+    live = parse_live(data["live"], f"{source}: top-level 'live'") if "live" in data else None
+    return Mapping(Path(source) if source != "map" else None, bindings, live)
+
+
+def parse_live(value, where: str = "--live") -> tuple[str, int]:
+    """Where the live host listens: 9123, "9123" or "host:9123" -> (host, port)."""
+    text = str(value) if not isinstance(value, bool) else ""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise MidiHostError(f"{where} must be the live host's OSC port (its --osc-port), as 9123 or "
+                            f"\"127.0.0.1:9123\"; got {value!r}")
+    return host or "127.0.0.1", int(port)
 
 
 def parse_binding(table: dict, index: int, defaults: dict | None = None, base: Path | None = None,

@@ -141,10 +141,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
             played, _ = soundfile.read(playing["path"], dtype="float32", always_2d=True)
             bar_beat = playing["bar_beat"]
             true_bar = int(np.floor(bar_beat * 24 * _tick_period() + 0.5))  # from F0
-            daw.wait_until(true_bar + len(played) + RATE, timeout=30)  # played, and half a second after
-            time.sleep(0.5)  # the recorder's disk thread catches up before it is stopped
-            recorder.send_signal(signal.SIGINT)
-            recorder.wait(10)
+            _stop_recording(daw, recorder, true_bar + len(played) + RATE)  # played, and a second after
             result = "*.hpss.percussive.wav" if mode is SEPARATE else "funk.tiny.3.wav"
             stem, _ = soundfile.read(next(Path(playing["path"]).parent.glob(result)),
                                      dtype="float32", always_2d=True)
@@ -165,20 +162,10 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     assert captured["end_frame"] - captured["start_frame"] == round(2 * bar)
     host_target = playing["frame"] - captured["start_frame"]
 
-    recording, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
-    assert rate == RATE
-    frames = sync_frames(recording[:, 0])  # the DAW's frame on each recorded row
-    rows = np.flatnonzero(frames == true_bar)
-    span = slice(rows[0], rows[0] + len(played) + RATE // 2) if len(rows) else None
-    if span is None or len(frames[span]) < len(played) + RATE // 2 or np.any(np.diff(frames[span]) != 1):
-        jumps = np.flatnonzero((np.diff(frames) != 1) & (frames[:-1] >= 0))
-        print(f"the recording does not hold the DAW's frames {true_bar}..+{len(played) + RATE // 2} in "
-              f"order ({len(frames)} rows; frame jumps at rows {jumps[:5]}: "
-              f"{[(int(frames[j]), int(frames[j + 1])) for j in jumps[:5]]}; jack_rec: {_said(tmp_path)}); "
-              f"measured again")
+    found = _onset(tmp_path / "rec.wav", played, true_bar)
+    if found is None:
         return False
-    lag = _measure(recording, played, rows[0])
-    offset = int(frames[lag]) - true_bar
+    recording, lag, offset = found
     xrun_bars = [round((f - captured["start_frame"]) / bar + 1, 2) for f in playing["xrun_frames"]]
     print(f"bar line at beat {bar_beat}: played onset {offset:+d} samples from the true bar line "
           f"(host's own target {host_target - true_bar:+d}); host xruns {playing['xruns']} (at bars "
@@ -201,6 +188,92 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     # and nothing is played after the result ends (no loop asked)
     tail = recording[lag + len(played): lag + len(played) + RATE // 2, 1]
     assert np.max(np.abs(tail)) < 1e-6
+    return True
+
+
+def _onset(rec: Path, played: np.ndarray, true_bar: int):
+    """(recording, row where ``played`` starts, its offset in samples from ``true_bar``), or None
+    when the recorder does not hold the DAW's frames there in order (it ran late: measure again)."""
+    recording, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    assert rate == RATE
+    frames = sync_frames(recording[:, 0])  # the DAW's frame on each recorded row
+    rows = np.flatnonzero(frames == true_bar)
+    span = slice(rows[0], rows[0] + len(played) + RATE // 2) if len(rows) else None
+    if span is None or len(frames[span]) < len(played) + RATE // 2 or np.any(np.diff(frames[span]) != 1):
+        jumps = np.flatnonzero((np.diff(frames) != 1) & (frames[:-1] >= 0))
+        print(f"the recording does not hold the DAW's frames {true_bar}..+{len(played) + RATE // 2} in "
+              f"order ({len(frames)} rows; frame jumps at rows {jumps[:5]}: "
+              f"{[(int(frames[j]), int(frames[j + 1])) for j in jumps[:5]]}; jack_rec: {_said(rec.parent)}); "
+              f"measured again")
+        return None
+    lag = _measure(recording, played, rows[0])
+    return recording, lag, int(frames[lag]) - true_bar
+
+
+def _stop_recording(daw: FakeDaw, recorder: subprocess.Popen, until: int) -> None:
+    """Stop jack_rec once the fake DAW has played past ``until`` (frames from F0)."""
+    daw.wait_until(until, timeout=30)
+    time.sleep(0.5)  # the recorder's disk thread catches up before it is stopped
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(10)
+
+
+def test_a_file_sent_over_osc_plays_from_the_next_bar_line(jackd, tmp_path):
+    """/bridge/live/play PATH (what `studio-bridge midi` sends for play = true): a bad path is
+    said and changes nothing; a good file plays from the next bar line, sample for sample."""
+    for attempt in range(ATTEMPTS):
+        run = tmp_path / f"attempt{attempt}"
+        run.mkdir()
+        if _play_over_osc(jackd, run):
+            return
+    pytest.fail(f"all {ATTEMPTS} runs had JACK xruns at the bar line; no clean measurement")
+
+
+def _play_over_osc(jackd, tmp_path) -> bool:
+    from pythonosc.udp_client import SimpleUDPClient
+
+    name = "sbp"
+    bar = 96 * _tick_period()
+    clip = tmp_path / "made elsewhere.wav"
+    noise = np.random.default_rng(2).uniform(-0.5, 0.5, (int(bar), 2)).astype(np.float32)
+    soundfile.write(str(clip), noise, RATE, subtype="FLOAT")
+    live = LiveProc(jackd.env, ["--name", name, "--osc-port", "0", "--media-dir", str(tmp_path / "media"),
+                                "--addr", f"unix://{tmp_path}/nobody.sock"], tmp_path)
+    daw = recorder = None
+    try:
+        ready = live.wait_for("ready")
+        daw = FakeDaw(song(BPM, 8 * bar / RATE), tick_frames(BPM, 8 * 96), [])
+        _wire(name)
+        recorder = _record(jackd, tmp_path / "rec.wav", ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
+        daw.play()
+        daw.wait_until(int(1.3 * bar))  # a bar of clock: there is a tempo
+        osc = SimpleUDPClient("127.0.0.1", ready["osc_port"])
+        osc.send_message("/bridge/live/play", [str(tmp_path / "nothing.wav")])
+        error = live.wait_for("error", 10)
+        assert "cannot read" in error["message"] and "nothing.wav" in error["message"], error
+        osc.send_message("/bridge/live/play", [str(clip)])
+        armed = live.wait_for("armed", 10)
+        playing = live.wait_for("playing", 10)
+        played, _ = soundfile.read(armed["path"], dtype="float32", always_2d=True)
+        true_bar = int(np.floor(playing["bar_beat"] * 24 * _tick_period() + 0.5))
+        _stop_recording(daw, recorder, true_bar + len(played) + RATE)
+    finally:
+        if recorder is not None and recorder.poll() is None:
+            recorder.kill()
+        if daw is not None:
+            daw.close()
+        live.stop()
+    stopped = [e for e in _drain(live) if e["event"] == "stopped"]
+    assert playing["bar_beat"] % 4 == 0 and playing["job_id"] == ""
+    found = _onset(tmp_path / "rec.wav", played, true_bar)
+    near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
+    if found is None or daw.gaps or near or not stopped or stopped[0]["xruns"] != playing["xruns"]:
+        return False
+    recording, lag, offset = found
+    print(f"played onset {offset:+d} samples from the bar line at beat {playing['bar_beat']}")
+    assert abs(offset) <= TOLERANCE
+    assert np.allclose(recording[lag:lag + len(played), 1:3], played, atol=1e-4)
+    assert np.allclose(played[len(played) // 4:3 * len(played) // 4], noise[len(played) // 4:3 * len(played) // 4])
     return True
 
 

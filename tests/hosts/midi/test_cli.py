@@ -32,6 +32,13 @@ def test_a_bad_map_is_refused_before_any_port_opens(tmp_path):
     assert "binding 1 (note 36 on channel 17, generate): channel must be 1-16" in result["error"]["message"]
     code, result = midi("--map", tmp_path / "none.toml")
     assert code == 1 and "does not exist" in result["error"]["message"]
+    path.write_text('[[binding]]\ntype = "note"\nchannel = 1\nnumber = 36\naction = "generate"\n'
+                    'prompt = "keys"\nout = "gen"\nplay = true\n')
+    code, result = midi("--map", path, "--backend", "jack")
+    assert code == 1 and "says play = true, but no live host is named" in result["error"]["message"]
+    assert "--live 9123" in result["error"]["message"]
+    code, result = midi("--map", path, "--backend", "jack", "--live", "nine")
+    assert code == 1 and "--live must be the live host's OSC port" in result["error"]["message"]
 
 
 @pytest.mark.skipif(Path("/dev/snd/seq").exists(), reason="this machine has ALSA MIDI")

@@ -248,3 +248,92 @@ def test_generic_blinking_is_on_off_on_then_dark():
     finally:
         leds.close()
     assert [m.velocity for m in sent] == [127, 0, 127, 0, 0]
+
+
+class OscInbox:
+    """A real OSC UDP server on a free port (python-osc), as the live host has."""
+
+    def __init__(self):
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import ThreadingOSCUDPServer
+
+        self.got = []
+        self.arrived = threading.Event()
+        dispatcher = Dispatcher()
+        dispatcher.map("/bridge/live/play", lambda address, *args: (self.got.append(list(args)),
+                                                                     self.arrived.set()))
+        self.server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+PLAY_MAP = """
+out = "/tmp/out"
+
+[[binding]]
+type = "note"
+channel = 1
+number = 36
+action = "generate"
+prompt = "keys"
+bpm = 120
+variations = 2
+play = true
+
+[[binding]]
+type = "note"
+channel = 1
+number = 37
+action = "regenerate"
+
+[[binding]]
+type = "note"
+channel = 1
+number = 38
+action = "generate"
+prompt = "pad"
+bpm = 120
+"""
+
+
+class TwoOutputs(StubClient):
+    def run(self, engine, inputs, params, out_dir, on_event=None, **options):
+        job = super().run(engine, inputs, params, out_dir, on_event, **options)
+        job["outputs"] = [{"path": f"/tmp/out/{job['job_id']}-{n}.wav", "kind": "audio"} for n in (1, 2)]
+        return job
+
+
+def test_play_true_hands_the_result_to_the_live_host_over_osc():
+    """The first variation goes to /bridge/live/play; regenerate keeps play; a binding without
+    play sends nothing; with no live host named the result stays put and that is said."""
+    from hosts.midi.to_live import LiveLink
+
+    inbox = OscInbox()
+    try:
+        said = []
+        link = LiveLink("127.0.0.1", inbox.server.server_address[1])
+        controller = Controller(parse_mapping(PLAY_MAP), TwoOutputs(), ClockEstimator(), None, said.append, link)
+        controller.handle(note(36), 1.0)
+        controller.wait(5)
+        assert inbox.arrived.wait(5)
+        assert inbox.got == [["/tmp/out/job1-1.wav"]]
+        assert any(f"sent to the live host at {link.address}" in line for line in said)
+        inbox.arrived.clear()
+        controller.handle(note(37), 2.0)
+        controller.wait(5)
+        assert inbox.arrived.wait(5) and inbox.got[-1] == ["/tmp/out/job2-1.wav"]
+        controller.handle(note(38), 3.0)
+        controller.wait(5)
+        time.sleep(0.3)
+        assert len(inbox.got) == 2  # the pad binding has no play
+    finally:
+        inbox.close()
+    said = []
+    controller = Controller(parse_mapping(PLAY_MAP), TwoOutputs(), ClockEstimator(), None, said.append)
+    controller.handle(note(36), 1.0)
+    controller.wait(5)
+    assert any("says play = true, but no live host is named" in line and "stays in /tmp/out" in line
+               for line in said)

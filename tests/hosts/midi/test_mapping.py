@@ -109,6 +109,9 @@ def binding(**fields) -> str:
     ("speed = 3\n" + binding(), "unknown top-level key(s) speed"),
     ("binding = 3", "'binding' must be an array of tables"),
     ("[[binding]\ntype = ", "is not valid TOML"),
+    (binding(play="yes"), "'play' must be true or false, got 'yes'"),
+    ('live = "here"\n' + binding(), "top-level 'live' must be the live host's OSC port (its --osc-port), "
+                                     "as 9123 or \"127.0.0.1:9123\"; got 'here'"),
 ])
 def test_bad_bindings_name_the_binding_and_what_is_allowed(text, expected):
     with pytest.raises(MidiHostError) as caught:
@@ -153,3 +156,10 @@ def test_param_values_read_as_toml_else_text():
     assert parse_param('prompt="x = 1"') == ("prompt", "x = 1")
     with pytest.raises(ValueError):
         parse_param("bars")
+
+
+def test_live_is_a_port_or_host_and_port():
+    assert parse_mapping("live = 9123\n" + binding(play=True)).live == ("127.0.0.1", 9123)
+    mapping = parse_mapping('live = "studio.local:9000"\n' + binding(play=True))
+    assert mapping.live == ("studio.local", 9000) and mapping.bindings[0].params["play"] is True
+    assert parse_mapping(binding()).live is None
