@@ -131,7 +131,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
             rec = tmp_path / "rec.wav"
             recorder = _record(jackd, rec, ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
             started = time.monotonic()
-            f0 = daw.play()
+            daw.play()
             captured = live.wait_for_any(("captured", "error"), 15)
             if _xrun_refusal(captured):
                 return False
@@ -147,14 +147,8 @@ def _attempt(jackd, tmp_path, mode) -> bool:
                                      dtype="float32", always_2d=True)
             captured_audio, _ = soundfile.read(captured["path"], dtype="float32", always_2d=True)
         finally:
-            if recorder is not None and recorder.poll() is None:
-                recorder.kill()
-            if daw is not None:
-                daw.close()
-            live.stop()
+            _close(recorder, daw, live)
         elapsed = time.monotonic() - started
-    stopped = [e for e in _drain(live) if e["event"] == "stopped"]
-    xruns_after = stopped[0]["xruns"] if stopped else None
 
     # what the host heard: the tempo and the two bars before the trigger
     assert abs(captured["bpm"] - BPM) < 0.1
@@ -170,11 +164,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     print(f"bar line at beat {bar_beat}: played onset {offset:+d} samples from the true bar line "
           f"(host's own target {host_target - true_bar:+d}); host xruns {playing['xruns']} (at bars "
           f"{xrun_bars}), fake DAW missed cycles {daw.gaps[:3]}; {elapsed:.1f}s")
-    # Ground truth needs the fake DAW to have sent every event on time; the played onset
-    # needs the cycles around the bar line and after it to have run. Xruns before that (say
-    # at the trigger, while the job starts) are part of what the host must ride through.
-    near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
-    if daw.gaps or near or xruns_after != playing["xruns"]:
+    if not _clean(playing, daw, live):
         return False
     assert abs(offset) <= TOLERANCE
     # the played audio is the separated stem, sample for sample
@@ -208,6 +198,23 @@ def _onset(rec: Path, played: np.ndarray, true_bar: int):
         return None
     lag = _measure(recording, played, rows[0])
     return recording, lag, int(frames[lag]) - true_bar
+
+
+def _close(recorder, daw, live) -> None:
+    if recorder is not None and recorder.poll() is None:
+        recorder.kill()
+    if daw is not None:
+        daw.close()
+    live.stop()
+
+
+def _clean(playing: dict, daw: FakeDaw, live: LiveProc) -> bool:
+    """Ground truth needs the fake DAW to have sent every event on time; the played onset needs
+    the cycles around the bar line and after it to have run. Xruns before that (say at the
+    trigger, while the job starts) are part of what the host must ride through."""
+    stopped = [e for e in _drain(live) if e["event"] == "stopped"]
+    near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
+    return not daw.gaps and not near and bool(stopped) and stopped[0]["xruns"] == playing["xruns"]
 
 
 def _stop_recording(daw: FakeDaw, recorder: subprocess.Popen, until: int) -> None:
@@ -258,16 +265,10 @@ def _play_over_osc(jackd, tmp_path) -> bool:
         true_bar = int(np.floor(playing["bar_beat"] * 24 * _tick_period() + 0.5))
         _stop_recording(daw, recorder, true_bar + len(played) + RATE)
     finally:
-        if recorder is not None and recorder.poll() is None:
-            recorder.kill()
-        if daw is not None:
-            daw.close()
-        live.stop()
-    stopped = [e for e in _drain(live) if e["event"] == "stopped"]
+        _close(recorder, daw, live)
     assert playing["bar_beat"] % 4 == 0 and playing["job_id"] == ""
     found = _onset(tmp_path / "rec.wav", played, true_bar)
-    near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
-    if found is None or daw.gaps or near or not stopped or stopped[0]["xruns"] != playing["xruns"]:
+    if found is None or not _clean(playing, daw, live):
         return False
     recording, lag, offset = found
     print(f"played onset {offset:+d} samples from the bar line at beat {playing['bar_beat']}")

@@ -57,7 +57,7 @@ def jack_backend():
 
 
 class FakeController:
-    """A controller on JACK: an output port the host reads (pads, clock; mido) and an input
+    """A controller on JACK: an output port the host reads (pads; mido) and an input
     port that records the LED messages the host sends back.
 
     The LED port is python-rtmidi polled from a thread, parsed with mido: a mido input
@@ -79,8 +79,6 @@ class FakeController:
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True, name="fake-leds")
         self._reader.start()
-        self._clock_thread: threading.Thread | None = None
-        self._clock_stop = threading.Event()
 
     def _read(self) -> None:
         import mido
@@ -97,37 +95,7 @@ class FakeController:
     def send(self, message) -> None:
         self.pads.send(message)
 
-    def start_clock(self, bpm: float) -> None:
-        """MIDI Start, then timing clock at ``bpm`` (absolute deadlines: no drift) until stop_clock."""
-        import mido
-
-        self.stop_clock()
-        self._clock_stop.clear()
-        period = 60.0 / bpm / 24
-
-        def run():
-            self.pads.send(mido.Message("start"))
-            t0, i = time.monotonic() + 0.005, 0
-            while not self._clock_stop.is_set():
-                deadline = t0 + i * period
-                if deadline - time.monotonic() > 0.002:
-                    time.sleep(deadline - time.monotonic() - 0.002)
-                while time.monotonic() < deadline:  # the last 2 ms spun: sleep overshoots under load
-                    pass
-                self.pads.send(mido.Message("clock"))
-                i += 1
-
-        self._clock_thread = threading.Thread(target=run, daemon=True, name=f"clock-{bpm}")
-        self._clock_thread.start()
-
-    def stop_clock(self) -> None:
-        if self._clock_thread is not None:
-            self._clock_stop.set()
-            self._clock_thread.join()
-            self._clock_thread = None
-
     def close(self) -> None:
-        self.stop_clock()
         self._stop.set()
         self._reader.join()
         self.pads.close()

@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import soundfile
 
 from tests.conftest import ROOT, running_daemon
+from tests.hosts.live.fakedaw import FakeDaw, tick_frames
 from tests.hosts.midi.jack import FakeController, JackTool, jack_backend, jack_connect
 
 pytest.importorskip("omegaconf")  # the generate extra
@@ -89,6 +91,17 @@ class Host:
             self.proc.wait()
 
 
+def _clock(bpm: float) -> FakeDaw:
+    """Start, then MIDI clock at exact JACK frames from a JACK process callback, as a DAW sends
+    it, into the host's input beside the pads (a Python thread sleeping to deadlines sent
+    ticks late under load: 119.58 BPM measured for 120). Closed before this process opens or
+    closes another JACK client: its callback needs the GIL that such a call holds."""
+    daw = FakeDaw(np.zeros((1, 1), np.float32), tick_frames(bpm, int(120 * bpm / 60 * 24)), [])
+    jack_connect("fakedaw:clock", "studio-bridge:in")
+    daw.play()
+    return daw
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from tests.models import write_tiny_musicgen
@@ -113,7 +126,7 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
     (served.media / "pads.toml").write_text(PADS)
     host = Host(served, "--map", str(served.media / "pads.toml"), "--in", "fakepad", "--backend", "jack",
                 "--blink", "1.2", "--poll", "0.3", "--json")
-    dump = None
+    dump = clock = None
     try:
         host.expect("listening on MIDI input 'fakepad:pads', LEDs (generic) on 'fakepad-leds:leds'")
         dump = JackTool("jack_midi_dump", port="midi-monitor:input")  # a second, non-Python LED reader
@@ -127,7 +140,7 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
         assert [m.velocity for m in pad.lights()] == [0]
 
         for bpm, knob in ((120.0, None), (93.5, 127)):
-            pad.start_clock(bpm)
+            clock = _clock(bpm)
             time.sleep(96 * 60 / bpm / 24 + 0.6)  # one bar of clock fills the estimator's window
             if knob is not None:
                 pad.send(mido.Message("control_change", channel=0, control=21, value=knob))
@@ -136,7 +149,8 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
             pad.send(hit)
             host.expect("generate 'dusty drums' at ")
             host.expect("done (generate)", timeout=60)
-            pad.stop_clock()
+            clock.close()  # the clock stops before any JACK client opens or closes (see _clock)
+            clock = None
             time.sleep(1.5)  # blink (1.2 s here) and go dark
             lights = pad.lights(since)
             assert all((m.channel, m.note) == (9, 36) for m in lights)
@@ -154,6 +168,8 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
         result = host.stop()
         dumped = dump.stop()
     finally:
+        if clock is not None:
+            clock.close()
         host.kill()
         pad.close()
         if dump is not None:
