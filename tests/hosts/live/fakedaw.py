@@ -1,4 +1,5 @@
-"""Real-JACK test helpers: a private jackd, a fake DAW (JACK-Client) and the live CLI as a process."""
+"""Real-JACK helpers (tests and bench/live_bench.py): a private jackd, a fake DAW (JACK-Client),
+the live CLI as a process, and jack_rec recordings measured against the DAW's frames."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 48000
@@ -241,3 +244,54 @@ def connect(pairs: list[tuple[str, str]]) -> None:
             client.connect(a, b)
     finally:
         client.close()
+
+
+def measure(recording: np.ndarray, played: np.ndarray, expected_index: int, search: int = 4000) -> int:
+    """The lag where ``played`` sits in the recording's channel 1, near ``expected_index``."""
+    ref = played[:, 0]
+    lo = max(0, expected_index - search)
+    seg = recording[lo:expected_index + search + len(ref), 1]
+    corr = np.correlate(seg, ref, mode="valid")
+    return lo + int(np.argmax(corr))
+
+
+def onset(rec: Path, played: np.ndarray, true_bar: int):
+    """(recording, row where ``played`` starts, its offset in samples from ``true_bar``), or None
+    when the recorder does not hold the DAW's frames there in order (it ran late: measure again)."""
+    recording, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    assert rate == RATE
+    frames = sync_frames(recording[:, 0])  # the DAW's frame on each recorded row
+    rows = np.flatnonzero(frames == true_bar)
+    span = slice(rows[0], rows[0] + len(played) + RATE // 2) if len(rows) else None
+    if span is None or len(frames[span]) < len(played) + RATE // 2 or np.any(np.diff(frames[span]) != 1):
+        jumps = np.flatnonzero((np.diff(frames) != 1) & (frames[:-1] >= 0))
+        print(f"the recording does not hold the DAW's frames {true_bar}..+{len(played) + RATE // 2} in "
+              f"order ({len(frames)} rows; frame jumps at rows {jumps[:5]}: "
+              f"{[(int(frames[j]), int(frames[j + 1])) for j in jumps[:5]]}; jack_rec: {recorder_said(rec)}); "
+              f"measured again")
+        return None
+    lag = measure(recording, played, rows[0])
+    return recording, lag, int(frames[lag]) - true_bar
+
+
+def stop_recording(daw: FakeDaw, recorder: subprocess.Popen, until: int) -> None:
+    """Stop jack_rec once the fake DAW has played past ``until`` (frames from F0)."""
+    daw.wait_until(until, timeout=30)
+    time.sleep(0.5)  # the recorder's disk thread catches up before it is stopped
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(10)
+
+
+def record(jackd: Jackd, path: Path, ports: list[str]) -> subprocess.Popen:
+    """jack_rec on ``ports`` until SIGINT, with a 10 s buffer (its default 16384 frames drops
+    samples when its disk thread stalls for a third of a second)."""
+    recorder = subprocess.Popen(["jack_rec", "-f", str(path), "-d", "300", "-b", "32", "-B", str(10 * RATE),
+                                 *ports], env=jackd.env, stdout=subprocess.DEVNULL,
+                                stderr=open(path.with_suffix(".err"), "wb"))
+    time.sleep(0.3)
+    return recorder
+
+
+def recorder_said(rec: Path) -> str:
+    """The end of what jack_rec printed while recording ``rec``."""
+    return rec.with_suffix(".err").read_text(errors="replace").strip()[-300:] or "said nothing"

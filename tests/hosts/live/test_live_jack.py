@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,20 @@ import soundfile
 
 from tests.conftest import running_daemon
 
-from .fakedaw import PERIOD, RATE, FakeDaw, Jackd, LiveProc, connect, have_jack, song, sync_frames, tick_frames
+from .fakedaw import (
+    PERIOD,
+    RATE,
+    FakeDaw,
+    Jackd,
+    LiveProc,
+    connect,
+    have_jack,
+    onset,
+    record,
+    song,
+    stop_recording,
+    tick_frames,
+)
 
 pytestmark = pytest.mark.skipif(not have_jack(), reason="needs jackd, jack_rec and JACK-Client")
 
@@ -66,15 +78,6 @@ def _drain(live: LiveProc) -> list[dict]:
     while not live.events.empty():
         events.append(live.events.get())
     return events
-
-
-def _measure(recording: np.ndarray, played: np.ndarray, expected_index: int, search: int = 4000) -> int:
-    """The lag where ``played`` sits in the recording's channel 1, near ``expected_index``."""
-    ref = played[:, 0]
-    lo = max(0, expected_index - search)
-    seg = recording[lo:expected_index + search + len(ref), 1]
-    corr = np.correlate(seg, ref, mode="valid")
-    return lo + int(np.argmax(corr))
 
 
 SEPARATE = ["--mode", "separate", "--model", "hpss", "--stems", "percussive"]
@@ -129,7 +132,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
             daw = FakeDaw(audio, ticks, [(trigger, b"\x90\x24\x64"), (trigger + 2000, b"\x80\x24\x00")])
             _wire(name)
             rec = tmp_path / "rec.wav"
-            recorder = _record(jackd, rec, ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
+            recorder = record(jackd, rec, ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
             started = time.monotonic()
             daw.play()
             captured = live.wait_for_any(("captured", "error"), 15)
@@ -141,7 +144,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
             played, _ = soundfile.read(playing["path"], dtype="float32", always_2d=True)
             bar_beat = playing["bar_beat"]
             true_bar = int(np.floor(bar_beat * 24 * _tick_period() + 0.5))  # from F0
-            _stop_recording(daw, recorder, true_bar + len(played) + RATE)  # played, and a second after
+            stop_recording(daw, recorder, true_bar + len(played) + RATE)  # played, and a second after
             result = "*.hpss.percussive.wav" if mode is SEPARATE else "funk.tiny.3.wav"
             stem, _ = soundfile.read(next(Path(playing["path"]).parent.glob(result)),
                                      dtype="float32", always_2d=True)
@@ -156,7 +159,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     assert captured["end_frame"] - captured["start_frame"] == round(2 * bar)
     host_target = playing["frame"] - captured["start_frame"]
 
-    found = _onset(tmp_path / "rec.wav", played, true_bar)
+    found = onset(tmp_path / "rec.wav", played, true_bar)
     if found is None:
         return False
     recording, lag, offset = found
@@ -181,25 +184,6 @@ def _attempt(jackd, tmp_path, mode) -> bool:
     return True
 
 
-def _onset(rec: Path, played: np.ndarray, true_bar: int):
-    """(recording, row where ``played`` starts, its offset in samples from ``true_bar``), or None
-    when the recorder does not hold the DAW's frames there in order (it ran late: measure again)."""
-    recording, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
-    assert rate == RATE
-    frames = sync_frames(recording[:, 0])  # the DAW's frame on each recorded row
-    rows = np.flatnonzero(frames == true_bar)
-    span = slice(rows[0], rows[0] + len(played) + RATE // 2) if len(rows) else None
-    if span is None or len(frames[span]) < len(played) + RATE // 2 or np.any(np.diff(frames[span]) != 1):
-        jumps = np.flatnonzero((np.diff(frames) != 1) & (frames[:-1] >= 0))
-        print(f"the recording does not hold the DAW's frames {true_bar}..+{len(played) + RATE // 2} in "
-              f"order ({len(frames)} rows; frame jumps at rows {jumps[:5]}: "
-              f"{[(int(frames[j]), int(frames[j + 1])) for j in jumps[:5]]}; jack_rec: {_said(rec.parent)}); "
-              f"measured again")
-        return None
-    lag = _measure(recording, played, rows[0])
-    return recording, lag, int(frames[lag]) - true_bar
-
-
 def _close(recorder, daw, live) -> None:
     if recorder is not None and recorder.poll() is None:
         recorder.kill()
@@ -215,14 +199,6 @@ def _clean(playing: dict, daw: FakeDaw, live: LiveProc) -> bool:
     stopped = [e for e in _drain(live) if e["event"] == "stopped"]
     near = [f for f in playing["xrun_frames"] if f >= playing["frame"] - 2 * PERIOD]
     return not daw.gaps and not near and bool(stopped) and stopped[0]["xruns"] == playing["xruns"]
-
-
-def _stop_recording(daw: FakeDaw, recorder: subprocess.Popen, until: int) -> None:
-    """Stop jack_rec once the fake DAW has played past ``until`` (frames from F0)."""
-    daw.wait_until(until, timeout=30)
-    time.sleep(0.5)  # the recorder's disk thread catches up before it is stopped
-    recorder.send_signal(signal.SIGINT)
-    recorder.wait(10)
 
 
 def test_a_file_sent_over_osc_plays_from_the_next_bar_line(jackd, tmp_path):
@@ -251,7 +227,7 @@ def _play_over_osc(jackd, tmp_path) -> bool:
         ready = live.wait_for("ready")
         daw = FakeDaw(song(BPM, 8 * bar / RATE), tick_frames(BPM, 8 * 96), [])
         _wire(name)
-        recorder = _record(jackd, tmp_path / "rec.wav", ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
+        recorder = record(jackd, tmp_path / "rec.wav", ["fakedaw:sync", f"{name}:output_1", f"{name}:output_2"])
         daw.play()
         daw.wait_until(int(1.3 * bar))  # a bar of clock: there is a tempo
         osc = SimpleUDPClient("127.0.0.1", ready["osc_port"])
@@ -263,11 +239,11 @@ def _play_over_osc(jackd, tmp_path) -> bool:
         playing = live.wait_for("playing", 10)
         played, _ = soundfile.read(armed["path"], dtype="float32", always_2d=True)
         true_bar = int(np.floor(playing["bar_beat"] * 24 * _tick_period() + 0.5))
-        _stop_recording(daw, recorder, true_bar + len(played) + RATE)
+        stop_recording(daw, recorder, true_bar + len(played) + RATE)
     finally:
         _close(recorder, daw, live)
     assert playing["bar_beat"] % 4 == 0 and playing["job_id"] == ""
-    found = _onset(tmp_path / "rec.wav", played, true_bar)
+    found = onset(tmp_path / "rec.wav", played, true_bar)
     if found is None or not _clean(playing, daw, live):
         return False
     recording, lag, offset = found
@@ -276,20 +252,6 @@ def _play_over_osc(jackd, tmp_path) -> bool:
     assert np.allclose(recording[lag:lag + len(played), 1:3], played, atol=1e-4)
     assert np.allclose(played[len(played) // 4:3 * len(played) // 4], noise[len(played) // 4:3 * len(played) // 4])
     return True
-
-
-def _record(jackd, path: Path, ports: list[str]) -> subprocess.Popen:
-    """jack_rec on ``ports`` until SIGINT, with a 10 s buffer (its default 16384 frames drops
-    samples when its disk thread stalls for a third of a second)."""
-    recorder = subprocess.Popen(["jack_rec", "-f", str(path), "-d", "300", "-b", "32", "-B", str(10 * RATE),
-                                 *ports], env=jackd.env, stdout=subprocess.DEVNULL,
-                                stderr=open(path.with_suffix(".err"), "wb"))
-    time.sleep(0.3)
-    return recorder
-
-
-def _said(folder: Path) -> str:
-    return (folder / "rec.err").read_text(errors="replace").strip()[-300:] or "said nothing"
 
 
 def test_no_daemon_and_clock_stop_are_said_and_make_no_job(jackd, tmp_path):
