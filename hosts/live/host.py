@@ -147,11 +147,14 @@ class Voice:
         self.gain = pyo.SigTo(1.0, time=FADE_MS / 1000.0, init=1.0)
         self.reader = pyo.TableIndex(table, self.count, mul=self.gain).out()
         self.table = table
-        self.ends_at: int | None = None
+        self.ends_at: int | None = None  # the frame after which it is stopped (None: loops on)
+        self.fading = False
 
     def fade_out(self, frame: int, rate: int) -> None:
         self.gain.value = 0.0
-        self.ends_at = frame + int(rate * FADE_MS / 1000.0 * 4) + 1
+        self.fading = True
+        end = frame + int(rate * FADE_MS / 1000.0 * 4) + 1
+        self.ends_at = end if self.ends_at is None else min(self.ends_at, end)
 
     def stop(self) -> None:
         for obj in (self.reader, self.gain, self.count, self.delay, self.trig):
@@ -165,6 +168,7 @@ class Pending:
     length: int
     target_beat: float
     job_id: str
+    relocations: int  # the clock's Start/Continue/Song Position count when it was armed
 
 
 class LiveHost:
@@ -336,7 +340,7 @@ class LiveHost:
         if self._stop_voices:
             self._stop_voices = False
             for voice in self._voices:
-                if voice.ends_at is None:
+                if not voice.fading:
                     voice.fade_out(frame, self.rate)
         for voice in [v for v in self._voices if v.ends_at is not None and v.ends_at <= frame]:
             voice.stop()
@@ -344,11 +348,14 @@ class LiveHost:
         pending = self._pending
         if pending is None or not self.clock.running:
             return
-        bpm = self.clock.bpm
+        bpm = self.clock.tempo  # right after Start: the fit so far, else the tempo before it
         if not bpm:
             return
         t = frame / self.rate
         now_beats = self.clock.beats(t)
+        if pending.relocations != self.clock.relocations:  # the song moved since it was armed
+            pending.relocations = self.clock.relocations
+            pending.target_beat = schedule.next_bar_beat(now_beats, self.options.beats_per_bar)
         target = schedule.to_frame(schedule.beat_time(pending.target_beat, now_beats, t, bpm), self.rate)
         if target < frame:  # missed (clock jumped): take the next bar line
             pending.target_beat = schedule.next_bar_beat(now_beats, self.options.beats_per_bar)
@@ -357,13 +364,14 @@ class LiveHost:
         if offset is None:
             return
         for voice in self._voices:
-            if voice.ends_at is None:
+            if not voice.fading:
                 voice.fade_out(frame + offset, self.rate)
         self._voices.append(Voice(self._pyo, pending.table, pending.length, offset, self.rate,
                                   self.block, self.options.loop))
         if not self.options.loop:
             self._voices[-1].ends_at = target + pending.length + self.block
-        self._pending = None
+        if self._pending is pending:  # else the job thread armed a newer one meanwhile: keep it
+            self._pending = None
         self._rt_events.put({"event": "playing", "frame": target, "bar_beat": pending.target_beat,
                       "block_frame": frame, "offset_in_block": offset, "path": str(pending.path),
                       "job_id": pending.job_id, "loop": self.options.loop, "bpm": bpm,
@@ -460,7 +468,7 @@ class LiveHost:
         now = self._block_frame / self.rate
         lead = 4 * self.block / self.rate * (self.clock.bpm or 120.0) / 60.0
         target = schedule.next_bar_beat(self.clock.beats(now), self.options.beats_per_bar, lead)
-        self._pending = Pending(Path(played), table, length, target, job_id)
+        self._pending = Pending(Path(played), table, length, target, job_id, self.clock.relocations)
         self._status({"event": "armed", "path": played, "bar_beat": target, "job_id": job_id,
                       "frame": self._block_frame, "clock_running": self.clock.running})
 

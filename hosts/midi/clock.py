@@ -66,15 +66,16 @@ class ClockEstimator:
         self._next_pos = 0           # position (in ticks) the next running tick lands on
         self._last_pos: int | None = None     # position of the last running tick
         self._last_index = 0         # its index in the fit
+        self.relocations = 0         # Start, Continue and Song Position so far: the song moved
 
     # --- messages ---------------------------------------------------------------------------
 
     def tick(self, t: float) -> None:
         """A timing clock message (0xF8) arrived at time ``t`` (seconds)."""
         with self._lock:
-            if self._times and t - self._times[-1] > MAX_TICK_GAP:
+            lost = self._lost_before(t)  # a reported hole is counted, however long
+            if self._times and t - self._times[-1] > MAX_TICK_GAP and not lost:
                 self._reset_estimate()
-            lost = self._lost_before(t)
             self._missed_since = None
             self._count += lost
             self._next_pos += lost if self._running else 0
@@ -103,12 +104,14 @@ class ClockEstimator:
             self._reset_estimate()
             self._next_pos = 0
             self._running = True
+            self.relocations += 1
 
     def continue_(self, t: float) -> None:
         """Continue (0xFB): play on from the current position; the estimate starts over."""
         with self._lock:
             self._reset_estimate()
             self._running = True
+            self.relocations += 1
 
     def stop(self, t: float) -> None:
         """Stop (0xFC): the position holds until Continue, Start or Song Position."""
@@ -124,6 +127,7 @@ class ClockEstimator:
             self._reset_estimate()
             self._next_pos = sixteenths * self.ppqn // 4
             self._last_pos = None
+            self.relocations += 1
 
     # --- readings ---------------------------------------------------------------------------
 
@@ -134,6 +138,14 @@ class ClockEstimator:
             if len(self._times) < self.window_ticks or not self._slope:
                 return None
             return 60.0 / (self._slope * self.ppqn)
+
+    @property
+    def tempo(self) -> float | None:
+        """The best tempo there is now, for scheduling: the full-window fit, else the partial fit
+        since the last reset, else the tempo before it; None if there never was one."""
+        with self._lock:
+            slope = self._slope or self._prev_slope
+            return 60.0 / (slope * self.ppqn) if slope else None
 
     @property
     def running(self) -> bool:

@@ -150,8 +150,9 @@ def _learn_table(args) -> dict:
     from .cli import parse_param
     from .mapping import load_mapping, parse_binding
 
+    defaults = {}
     if Path(args.map).expanduser().exists():
-        load_mapping(args.map)  # a broken map is reported now, not after a pad is touched
+        defaults = load_mapping(args.map).defaults  # a broken map is reported now, not after a pad
     table = {"action": args.learn}
     for text in args.param:
         try:
@@ -166,7 +167,7 @@ def _learn_table(args) -> dict:
     errors = []
     for probe in ("note", "cc"):
         try:
-            parse_binding({"type": probe, "channel": 1, "number": 0, **table}, 1, None, Path(args.map).parent,
+            parse_binding({"type": probe, "channel": 1, "number": 0, **table}, 1, defaults, Path(args.map).parent,
                           where=f"--learn {args.learn}")
             return table
         except MidiHostError as exc:

@@ -10,7 +10,8 @@
     out = "gen"            # relative paths are relative to this file's folder
     play = true            # also hand the result to `studio-bridge live` (next bar line)
 
-Optional top-level keys ``model`` and ``out`` are defaults for every binding;
+Optional top-level keys: ``out``, the default folder of every binding, and ``model``,
+the default MusicGen model of generate bindings (a separate binding names its own);
 ``live = "127.0.0.1:9123"`` (or a port) is where ``studio-bridge live --osc-port``
 listens, for bindings that say ``play = true``.
 Every error names the binding (its number in the file and its control) and
@@ -92,6 +93,7 @@ class Mapping:
     path: Path | None
     bindings: list[Binding]
     live: tuple[str, int] | None = None  # where `studio-bridge live` takes /bridge/live/play
+    defaults: dict = field(default_factory=dict)  # the top-level model and out
 
     def __post_init__(self):
         self._by_control = {b.control: b for b in self.bindings}
@@ -144,7 +146,7 @@ def parse_mapping(text: str, base: Path | None = None, source: str = "map") -> M
         seen[binding.control] = binding
         bindings.append(binding)
     live = parse_live(data["live"], f"{source}: top-level 'live'") if "live" in data else None
-    return Mapping(Path(source) if source != "map" else None, bindings, live)
+    return Mapping(Path(source) if source != "map" else None, bindings, live, defaults)
 
 
 def parse_live(value, where: str = "--live") -> tuple[str, int]:
@@ -208,7 +210,10 @@ def parse_binding(table: dict, index: int, defaults: dict | None = None, base: P
             raise MidiHostError(f"{where}: '{key}' must be {_kind_name(kind)}, got {value!r}")
         params[key] = value
     for key, value in (defaults or {}).items():
-        if key in optional and key not in params and action != "regenerate":
+        # regenerate follows the last generation; the top-level model is MusicGen's (a
+        # separate binding names its own demucs model)
+        if key in optional and key not in params and action != "regenerate" \
+                and (key == "out" or action == "generate"):
             params[key] = value
     if action in ("generate", "separate", "master") and "out" not in params:
         raise MidiHostError(f"{where}: action '{action}' needs 'out' (the folder for results), "

@@ -105,6 +105,11 @@ def test_learn_refuses_parameters_that_cannot_make_a_binding(tmp_path):
     code, result = midi("--map", tmp_path / "p.toml", "--learn", "generate", "--param", "out=gen",
                         "--backend", "jack")
     assert code == 1 and result["error"]["message"] == "--learn generate: action 'generate' needs 'prompt'"
+    # the map's top-level out is the new binding's folder too: the check passes, on to the ports
+    (tmp_path / "p.toml").write_text('out = "gen"\n')
+    code, result = midi("--map", tmp_path / "p.toml", "--learn", "generate", "--param", "prompt=keys",
+                        "--backend", "jack")
+    assert code == 1 and "needs 'out'" not in result["error"]["message"], result
 
 
 def test_learn_a_pad_from_jack_midiseq(tmp_path, jack):

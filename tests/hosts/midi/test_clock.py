@@ -141,3 +141,24 @@ def test_a_slower_tempo_is_not_taken_for_lost_ticks():
     send(clock, 60.0, 96, t, rng, jitter=0.0)
     assert clock.beats(t + 95 * 60.0 / 60.0 / 24) == pytest.approx((96 + 95) / 24, abs=1e-6)
     assert clock.bpm == pytest.approx(60.0, abs=0.1)
+
+
+def test_a_reported_stall_longer_than_the_gap_limit_keeps_the_position():
+    """0.6 s of missed cycles (longer than a paused master's gap): told, the clock counts the
+    ticks in it instead of starting over; untold, it starts the fit over (a paused master)."""
+    period = 60.0 / 120.0 / 24
+    for told in (True, False):
+        clock = ClockEstimator()
+        clock.start(0.0)
+        for i in range(200):
+            if 100 <= i < 100 + round(0.6 / period):
+                if told and i == 100:
+                    clock.missed(99 * period + 0.001)
+                continue
+            clock.tick(i * period)
+        if told:
+            assert clock.beats(199 * period) == pytest.approx(199 / 24, abs=1e-6)
+            assert clock.bpm == pytest.approx(120.0, abs=1e-6)
+        else:
+            assert clock.bpm is None  # the fit started over: fewer than 96 ticks since
+    assert clock.relocations == 1

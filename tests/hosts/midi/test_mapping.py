@@ -71,6 +71,8 @@ def test_a_good_map(tmp_path):
     assert drums.label() == "binding 1 'drums' (note 36 on channel 10, generate)"
     assert regen.params == {} and cancel.params == {}
     assert sep.params["input"] == "/abs/song.wav" and sep.params["out"] == str(tmp_path / "renders")
+    assert "model" not in sep.params  # the top-level model is MusicGen's: demucs would refuse it
+    assert mapping.defaults == {"model": "tiny", "out": "renders"}
     assert scaled(temp, 0) == 0.5 and scaled(temp, 127) == 1.5 and scaled(temp, 64) == pytest.approx(1.0039, abs=1e-3)
 
 
