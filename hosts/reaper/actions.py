@@ -209,7 +209,8 @@ def master(api, runner_options: dict | None = None) -> Runner | None:
     api.set_ext_state("master_preset", preset)
     out_dir = _out_dir(api)
     jobs = [Job(clip.name, {"engine": "master", "inputs": {"audio": clip.path}, "params": {"preset": preset},
-                            "model": "", "out_dir": out_dir}, _take_status(api, clip), clip)
+                            "model": "", "out_dir": out_dir, "trim": _heard(clip, "audio")},
+                _take_status(api, clip), clip)
             for clip in clips]
     return _run(api, jobs, lambda done: _place_masters(api, done, skipped), runner_options)
 
@@ -226,8 +227,10 @@ def _place_masters(api, jobs: list[Job], skipped: list[str]) -> None:
                 path = next((o["path"] for o in job.outputs if o["kind"] == "mastered"), job.outputs[0]["path"])
                 take = api.add_take(clip.item)
                 api.set_take_file(take, path)
+                # The file is the part the item plays, mastered: it starts at 0, at unity gain
+                # (the take's old volume would push it off the loudness target).
                 for key, value in clip.take_values.items():
-                    api.set_take(take, key, value)
+                    api.set_take(take, key, {"D_STARTOFFS": 0.0, "D_VOL": 1.0}.get(key, value))
                 api.set_take_name(take, f"{clip.name} (mastered)")
                 api.set_active_take(take)
         finally:
@@ -366,10 +369,16 @@ def continue_item(api, runner_options: dict | None = None) -> Runner | None:
         return None
     for key, value in (("generate_prompt", prompt), ("continue_bars", str(bars)), ("generate_model", model)):
         api.set_ext_state(key, value)
+    if clip.take_values.get("D_PLAYRATE", 1.0) != 1.0:
+        api.message(f"'{clip.name}' plays at rate {clip.take_values['D_PLAYRATE']:g}: the continuation "
+                    "would not match its speed. Set the take's playrate to 1.0 (or glue the item) and "
+                    "run Continue again.", TITLE)
+        return None
     grid = grid_at(api, clip.end)
     params = {"prompt": prompt, "bpm": round(grid.bpm, 6), "bars": bars, "beats_per_bar": grid.beats_per_bar}
     job = Job(clip.name, {"engine": "generate", "inputs": {"continue": clip.path}, "params": params,
-                          "model": model, "out_dir": _out_dir(api)}, _take_status(api, clip), clip)
+                          "model": model, "out_dir": _out_dir(api), "trim": _heard(clip, "continue")},
+              _take_status(api, clip), clip)
     return _run(api, [job], lambda done: _place_continuation(api, done, skipped), runner_options)
 
 
@@ -394,6 +403,14 @@ def _place_continuation(api, jobs: list[Job], skipped: list[str]) -> None:
 
 
 # -- shared -------------------------------------------------------------------------------
+def _heard(clip: Clip, input_name: str) -> dict:
+    """The span of the source the item plays (the worker cuts it): start offset, length x rate."""
+    rate = clip.take_values.get("D_PLAYRATE", 1.0)
+    return {"input": input_name, "start": clip.take_values.get("D_STARTOFFS", 0.0),
+            "duration": clip.item_values["D_LENGTH"] * rate}
+
+
+
 def _run(api, jobs: list[Job], finish, runner_options: dict | None) -> Runner:
     runner = Runner(api, jobs, finish, **(runner_options or {}))
     api.console(f"{TITLE}: {jobs[0].request['engine']}: {len(jobs)} job(s) started; "

@@ -187,17 +187,20 @@ def test_two_items_on_one_track_share_one_folder_and_nothing_selected_says_so(se
 # -- master -------------------------------------------------------------------------------
 def test_master_adds_an_active_take_and_keeps_the_original(served):
     s = session(served)
-    song = clip(served.media / "mix.wav", 2.0)
+    song = clip(served.media / "mix.wav", 8.0)
     track = s.fake.add_track("Mix")
-    item = s.fake.add_item(track, str(song), 1.0, 1.5, offset=0.25, rate=0.5, name="mix")
+    item = s.fake.add_item(track, str(song), 1.0, 6.0, offset=2.0, rate=0.5, name="mix")
     original = item.active
+    original.values["D_VOL"] = 2.0  # +6 dB on the take: not carried onto the mastered one
     s.run(actions.master, ["streaming"])
     assert len(item.takes) == 2 and item.takes[0] is original and original.source.path == str(song)
     new = item.active
     assert new is item.takes[1] and new.name == "mix (mastered)"
-    assert new.values["D_STARTOFFS"] == 0.25 and new.values["D_PLAYRATE"] == 0.5
-    assert soundfile.info(new.source.path).frames == soundfile.info(str(song)).frames
-    assert item.values["D_POSITION"] == 1.0 and item.values["D_LENGTH"] == 1.5 and item.values["B_MUTE"] == 0
+    # what the item plays - 6 s at rate 0.5 from 2 s in: 3 s of the source - mastered from its start
+    assert new.values["D_STARTOFFS"] == 0.0 and new.values["D_PLAYRATE"] == 0.5 and new.values["D_VOL"] == 1.0
+    assert soundfile.info(new.source.path).frames == 3 * RATE
+    assert not list(Path(new.source.path).parent.glob(".*heard*"))  # the cut span is gone
+    assert item.values["D_POSITION"] == 1.0 and item.values["D_LENGTH"] == 6.0 and item.values["B_MUTE"] == 0
     assert undo_pairs(s.fake) == ["Studio Bridge: master 1 item(s)"] and s.fake.changes_outside_undo == []
 
 
@@ -316,3 +319,20 @@ def test_continue_places_the_result_right_after_the_item(served):
     assert new.values["D_LENGTH"] == info.frames / info.samplerate and info.frames == 2 * RATE  # 1 bar at 120
     assert new.active.name == "riff (continued)" and item.values["B_MUTE"] == 0
     assert undo_pairs(s.fake) == ["Studio Bridge: continue 'riff'"]
+
+
+def test_continue_sends_only_what_the_item_plays(served):
+    """The last 2 s of a 60 s bounce: only those go to MusicGen (60 s is far past what it can
+    continue); an item played at another rate is refused before any job."""
+    served.musicgen()
+    s = session(served)
+    bounce = clip(served.media / "bounce.wav", 60.0)
+    track = s.fake.add_track("Bounce")
+    item = s.fake.add_item(track, str(bounce), 10.0, 2.0, offset=58.0, name="tail")
+    s.run(actions.continue_item, ["same groove", "1", "tiny"])
+    assert len(track.items) == 2, s.fake.messages + s.fake.console
+    assert track.items[1].values["D_POSITION"] == 12.0
+    assert not list(Path(track.items[1].active.source.path).parent.glob(".*heard*"))
+    item.active.values["D_PLAYRATE"] = 1.5
+    s.run(actions.continue_item, ["same groove", "1", "tiny"])
+    assert "plays at rate 1.5" in s.fake.messages[-1] and len(track.items) == 2
