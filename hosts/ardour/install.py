@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .relay import DEFAULT_PORT
+from . import DEFAULT_PORT
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 SCRIPTS = ("separate", "generate", "continue", "master", "collect")
@@ -24,6 +24,8 @@ SCRIPTS = ("separate", "generate", "continue", "master", "collect")
 
 def common(port: int = DEFAULT_PORT) -> str:
     """The shared Lua code (defines the local table ``SB``) with the relay port baked in."""
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"the relay's port must be 1-65535, got {port} (default {DEFAULT_PORT})")
     return (LUA_DIR / "common.lua").read_text(encoding="utf-8").replace("@PORT@", str(int(port)))
 
 
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="Ardour's config folder (default: $XDG_CONFIG_HOME/ardour8 or ardour7)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the relay's UDP port")
     args = parser.parse_args(argv)
-    for path in install(args.config_dir or default_config_dir(), args.port):
+    try:
+        written = install(args.config_dir or default_config_dir(), args.port)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for path in written:
         print(path)
     print("In Ardour: Edit > Lua Scripts > Script Manager: add the four 'Studio Bridge' actions "
           "and the 'Studio Bridge: Collect Results' editor hook. Run the relay: "

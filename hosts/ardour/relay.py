@@ -50,8 +50,9 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 
 from bridge.client import Client
 
+from . import DEFAULT_PORT
+
 log = logging.getLogger(__name__)
-DEFAULT_PORT = 50553  # beside the daemon's 50552
 HEADER = 10  # token engine input clip_name out_dir result_dir place start length n
 
 
@@ -132,14 +133,14 @@ class Relay:
             if record["state"] not in ("succeeded", "failed", "cancelled", "interrupted"):
                 record = self.client.wait(record["job_id"])
             fields = {"state": [record["state"]], "engine": [job.engine], "place": [str(job.place)],
-                      "job": [record["job_id"]],
+                      "name": [job.clip_name], "job": [record["job_id"]],
                       "output": [o["path"] for o in record.get("outputs", [])]}
             if record.get("error"):
                 fields["error"] = [record["error"].get("message", "")]
         except Exception as exc:  # noqa: BLE001 - the script must hear of every failure, not wait forever
             log.warning("Ardour job %s failed: %s", job.token, exc)
             fields = {"state": ["failed"], "engine": [job.engine], "place": [str(job.place)],
-                      "error": [getattr(exc, "message", None) or str(exc)]}
+                      "name": [job.clip_name], "error": [getattr(exc, "message", None) or str(exc)]}
         write_result(Path(job.result_dir), job.token, fields)
         return fields
 
@@ -178,11 +179,16 @@ def region_clip(job: Job) -> Path:
 _LIST_LOCK = threading.Lock()
 
 
+def _one_line(value) -> str:
+    return str(value).replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
 def write_result(result_dir: Path, token: str, fields: dict[str, list[str]]) -> Path:
     """Write ``<result_dir>/<token>.result`` atomically (Lua must never read half a
     file), then list the token in ``done.list``."""
     result_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"{key}\t{' '.join(str(value).split())}" for key, values in fields.items() for value in values]
+    # one line per value: only line breaks and tabs are replaced (a path may hold double spaces)
+    lines = [f"{key}\t{_one_line(value)}" for key, values in fields.items() for value in values]
     fd, tmp = tempfile.mkstemp(dir=result_dir, prefix=f".{token}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")

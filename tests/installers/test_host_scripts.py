@@ -123,6 +123,15 @@ def test_ardour_paths_on_macos_and_port(tmp_path):
         assert "osc.udp://127.0.0.1:57001" in master.read_text()
 
 
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
+def test_ardour_renders_with_a_python_without_the_project_dependencies(tmp_path):
+    """The system python3 (no numpy, grpc, python-osc) renders the scripts; a bad port is refused."""
+    run(ARDOUR_SH, tmp_path, env={"PYTHON": "/usr/bin/python3"})
+    assert sorted(p.name for p in (tmp_path / ".config/ardour7/scripts").glob("*.lua")) == sorted(ardour_scripts())
+    bad = run(ARDOUR_SH, tmp_path / "b", "--port", "99999", check=False)
+    assert bad.returncode != 0 and not (tmp_path / "b/.config/ardour7/scripts").exists()
+
+
 # -- both: --dest, edited copies, --force, --uninstall ----------------------------------
 INSTALLERS = [pytest.param(REAPER_SH, id="reaper"), pytest.param(ARDOUR_SH, id="ardour")]
 

@@ -128,7 +128,10 @@
 	end
 
 	-- Import every finished result not imported yet. Returns (imported, {errors}).
-	function SB.collect ()
+	-- A token is listed in imported.list before its import (Editor:do_import runs the GUI's
+	-- loop, where the hook's timer can fire again). A failed job is listed only with
+	-- mark_failed (the actions, which show it); the hook leaves it for them to show.
+	function SB.collect (mark_failed)
 		local done = SB.lines (SB.results () .. "/done.list")
 		if #done == 0 then return 0, {} end
 		local seen = {}
@@ -143,17 +146,39 @@
 					local ext = (p:match ("%.([%w]+)$") or ""):lower ()
 					if SB.audio[ext] then audio[#audio + 1] = p end
 				end
-				if res.state == "succeeded" and #audio > 0 then
+				local ok = res.state == "succeeded" and #audio > 0
+				if ok or mark_failed then
+					local f = io.open (SB.results () .. "/imported.list", "a")
+					if f then f:write (token .. "\n"); f:close () end
+				end
+				if ok then
 					SB.import (audio, tonumber (res.place) or 0)
 					imported = imported + 1
 				else
-					errors[#errors + 1] = token .. ": " .. (res.error or res.state or "no result")
+					errors[#errors + 1] = (res.name or token) .. ": " .. (res.error or res.state or "no result")
 				end
-				local f = io.open (SB.results () .. "/imported.list", "a")
-				if f then f:write (token .. "\n"); f:close () end
 			end
 		end
 		return imported, errors
+	end
+
+	-- What an action does first: import what is ready, and show the jobs that failed.
+	function SB.collect_and_say ()
+		local _, errors = SB.collect (true)
+		if #errors > 0 then SB.say ("these jobs failed:\n" .. table.concat (errors, "\n")) end
+	end
+
+	-- A job's meter at `pos` (samples): (beats per minute of its note value, beats per bar).
+	-- 6/8 at 90 quarter notes a minute is 180 eighths a minute, 6 to the bar.
+	function SB.grid_at (pos)
+		local qpm, divisions, note = 120, 4, 4
+		pcall (function ()
+			local map, at = Temporal.TempoMap.read (), Temporal.timepos_t (pos)
+			qpm = map:tempo_at (at):quarter_notes_per_minute ()
+			local meter = map:meter_at (at)
+			divisions, note = meter:divisions_per_bar (), meter:note_value ()
+		end)
+		return qpm * note / 4, divisions, note
 	end
 
 	function SB.say (text)

@@ -6,7 +6,7 @@ function factory () return function ()
 @COMMON@
 	local why = SB.unusable ()
 	if why then SB.say (why) return end
-	SB.collect ()
+	SB.collect_and_say ()
 	local regions = SB.selected_regions ()
 	if #regions == 0 then SB.say ("select one or more audio regions first") return end
 	local rv = LuaDialog.Dialog ("Studio Bridge: Master", {

@@ -155,3 +155,14 @@ def test_ardour_lua_sends_a_job_and_reads_its_result(daemon, relay, tmp_path):
     assert "done.list lua-1" in out
     outputs = [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("output ")]
     assert [soundfile.info(p).frames for p in outputs] == [24000, 24000]
+
+
+def test_result_lines_keep_a_path_as_it_is(tmp_path):
+    """A session folder 'Band  Demo' (two spaces) must reach Lua unchanged; only line breaks
+    and tabs, which would break the line format, become spaces."""
+    from hosts.ardour.relay import write_result
+
+    target = write_result(tmp_path, "tok-1", {"output": ["/s/Band  Demo/a.wav"], "error": ["two\nlines\tand tab"]})
+    assert target.read_text(encoding="utf-8").splitlines() == ["output\t/s/Band  Demo/a.wav",
+                                                                "error\ttwo lines and tab"]
+    assert (tmp_path / "done.list").read_text() == "tok-1\n"
