@@ -55,8 +55,11 @@ def run(args) -> int:
     from .host import LiveHost, Options
     from .modes import parse_mode
 
-    if args.bars < 1:
-        raise InvalidArgument(f"--bars must be at least 1, got {args.bars}")
+    for flag, value, low, high in (("--bars", args.bars, 1, 64), ("--beats-per-bar", args.beats_per_bar, 1, 32),
+                                   ("--channels", args.channels, 1, 32), ("--trigger-note", args.trigger_note, -1, 127),
+                                   ("--osc-port", 0 if args.osc_port is None else args.osc_port, 0, 65535)):
+        if not low <= value <= high:
+            raise InvalidArgument(f"{flag} must be {low}-{high}, got {value}")
     try:
         kind, arg = parse_mode(args.mode, {})
     except ValueError as exc:
@@ -91,11 +94,18 @@ def run(args) -> int:
     host = LiveHost(options, show)
     try:
         host.start()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # no JACK server
         from bridge.client import Unavailable
 
         host.close()
         raise Unavailable(str(exc)) from None
+    except OSError as exc:  # the OSC port
+        host.close()
+        raise InvalidArgument(f"cannot listen for OSC on 127.0.0.1:{args.osc_port} ({exc.strerror}); pick "
+                              f"another --osc-port (0: any free port)") from None
+    except ValueError as exc:  # --connect-*
+        host.close()
+        raise InvalidArgument(str(exc)) from None
     try:
         while not done.wait(0.2):
             pass

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import multiprocessing
 import queue
 import threading
 import time
@@ -50,6 +51,7 @@ from .ring import FrameRing
 log = logging.getLogger(__name__)
 
 FADE_MS = 3.0
+WORKERS = 2
 NOTE_ON = 0x90
 
 
@@ -107,8 +109,7 @@ class JackIO:
         self.xruns = 0
         self.skipped = 0  # frames of cycles this client was not run for
         self.xrun_frames: list[int] = []
-        self._timer = schedule.FrameCounter()
-        self._previous: int | None = None
+        self._clock = schedule.BlockClock()
 
         @self.client.set_xrun_callback
         def xrun(delay):
@@ -117,12 +118,11 @@ class JackIO:
 
         @self.client.set_process_callback
         def process(frames):
-            base = schedule.block_frame(self._timer.extend(self.client.last_frame_time), self._previous,
-                                        self._last_frames)
-            if self._previous is not None and base > self._previous + self._last_frames:
-                self.skipped += base - self._previous - self._last_frames
-                on_missed(self._previous + self._last_frames)
-            self._previous, self._last_frames = base, frames
+            base, skipped = self._clock.next(self.client.last_frame_time, frames)
+            if skipped:
+                self.skipped += skipped
+                on_missed(base - skipped - self._last_frames)  # the last block's MIDI may be off too
+            self._last_frames = frames
             for offset, data in self.midi.incoming_midi_events():
                 on_midi(base + offset, bytes(data))
             on_block(base, [p.get_array() for p in self.inputs], [p.get_array() for p in self.outputs])
@@ -205,15 +205,16 @@ class LiveHost:
         Raises:
             RuntimeError: no JACK server to connect to.
         """
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self._pyo = _import_pyo()
         pyo = self._pyo
-        # Jobs run in a worker process (see jobs.py), spawned and warmed up (its imports hold
-        # its own GIL, not ours) before the JACK callback starts needing the GIL every period.
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._pool.submit(warm_up).result()
+        # Jobs run in worker processes (see jobs.py), spawned and warmed up (their imports hold
+        # their own GIL, not ours) before the JACK callback starts needing the GIL every period.
+        # Two: a file sent to play does not wait behind a long daemon job.
+        self._pool = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"))
+        for warming in [self._pool.submit(warm_up) for _ in range(WORKERS)]:
+            warming.result()
         o = self.options
         self._jack = JackIO(o.name, o.channels, self._on_midi, self._on_block,
                             lambda frame: self.clock.missed(frame / self.rate))
@@ -266,7 +267,11 @@ class LiveHost:
             self._server.shutdown()
             self._server = None
         if self._pool is not None:
+            # A worker in a daemon job would hold the exit until the job ends (minutes for a
+            # generation): stop it. The daemon's job runs on; its result stays in the media folder.
             self._pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.terminate()
             self._pool = None
 
     @property
@@ -441,13 +446,25 @@ class LiveHost:
             request = build_request(mode, str(wav), bpm, o.bars, o.beats_per_bar, vars(o))
         except ValueError as exc:
             raise _Refused(f"{exc}; no job") from None
-        result = self._pool.submit(process_capture, audio, self.rate, str(wav), vars(request),
-                                   o.channels, FADE_MS, o.addr, o.token).result()
-        if not result["ok"]:
-            raise _Refused(result["message"], result["code"])
-        self._status({"event": "job", "job_id": result["job_id"], "engine": result["engine"],
-                      "outputs": result["outputs"]})
-        self._arm(result["played"], result["length"], result["job_id"])
+        # The bars are in hand: the next trigger is handled while this job runs.
+        self._pool.submit(process_capture, audio, self.rate, str(wav), vars(request), o.channels, FADE_MS,
+                          o.addr, o.token).add_done_callback(lambda done: self._finished(done, mode))
+
+    def _finished(self, done, mode: str) -> None:
+        """A worker's answer (in the pool's thread): arm the result, or say why there is none."""
+        try:
+            result = done.result()
+            if not result["ok"]:
+                raise _Refused(result["message"], result["code"])
+            if "engine" in result:
+                self._status({"event": "job", "job_id": result["job_id"], "engine": result["engine"],
+                              "outputs": result["outputs"]})
+            self._arm(result["played"], result["length"], result.get("job_id", ""))
+        except Exception as exc:  # noqa: BLE001 - said, never lost in the pool's thread
+            if self._stopping.is_set():
+                return
+            self._status({"event": "error", "mode": mode, "message": str(exc) or type(exc).__name__,
+                          "code": getattr(exc, "code", "internal")})
 
     def _play_files(self, paths: list[str], source: str) -> None:
         self._status({"event": "play", "paths": paths, "source": source})
@@ -455,11 +472,8 @@ class LiveHost:
             raise _Refused("play: no file given; send /bridge/live/play with one or more audio paths",
                            "invalid_argument")
         played = Path(self.options.media_dir).expanduser() / "played" / f"{Path(paths[0]).stem}.live.wav"
-        result = self._pool.submit(prepare_playback, paths, self.rate, self.options.channels, FADE_MS,
-                                   str(played)).result()
-        if not result["ok"]:
-            raise _Refused(f"play: {result['message']}", result["code"])
-        self._arm(result["played"], result["length"], "")
+        self._pool.submit(prepare_playback, paths, self.rate, self.options.channels, FADE_MS,
+                          str(played)).add_done_callback(lambda done: self._finished(done, "play"))
 
     def _arm(self, played: str, length: int, job_id: str) -> None:
         """Load a prepared result; the audio thread starts it on the next bar line (with the
@@ -493,13 +507,21 @@ class LiveHost:
         threading.Thread(target=self._osc.serve_forever, name="live-osc", daemon=True).start()
 
     def _connect(self) -> None:
+        """--connect-*: raises ValueError naming the ports there are when one does not exist."""
+        import jack
+
         o, client = self.options, self._jack.client
-        for source in o.connect_midi:
-            client.connect(source, self._jack.midi.name)
-        for i, source in enumerate(o.connect_in):
-            client.connect(source, f"{o.name}:input_{i + 1}")
-        for i, dest in enumerate(o.connect_out):
-            client.connect(f"{o.name}:output_{i + 1}", dest)
+        pairs = [(source, self._jack.midi.name, "midi") for source in o.connect_midi]
+        pairs += [(source, f"{o.name}:input_{i + 1}", "audio") for i, source in enumerate(o.connect_in)]
+        pairs += [(f"{o.name}:output_{i + 1}", dest, "audio") for i, dest in enumerate(o.connect_out)]
+        for source, dest, kind in pairs:
+            try:
+                client.connect(source, dest)
+            except jack.JackError as exc:
+                there = [p.name for p in client.get_ports(is_midi=kind == "midi", is_audio=kind == "audio")
+                         if not p.name.startswith(f"{o.name}:")]
+                raise ValueError(f"cannot connect {source} to {dest} ({exc}); JACK {kind} ports there "
+                                 f"are: {', '.join(there) or 'none'}") from None
 
 
 def _view(address: str, frames: int, channels: int) -> np.ndarray:

@@ -30,24 +30,46 @@ class FrameCounter:
         return self._high + frame
 
 
-def block_frame(timer: int, previous: int | None, frames: int) -> int:
-    """The frame of a process callback's block, from JACK's timer and the block before.
+class BlockClock:
+    """The frame of each process callback's block, counted by this client.
 
-    JACK's frame timer read in a process callback is the current cycle's start.
-    A callback that runs late already reads the next cycle's (seen here: two
-    callbacks in a row read the same value), and one that was not run for a
-    cycle (xrun) sees the timer jump. So: the timer, but never less than
-    right after the previous block; a jump forward is kept (those frames were
-    not seen by this client).
-
-    Args:
-        timer: JACK's frame timer (already extended past its 32-bit wrap).
-        previous: the previous block's frame, or None for the first block.
-        frames: the previous block's length.
+    JACK's frame timer read in a process callback is the current cycle's start,
+    but a callback that runs late reads the next cycle's (seen here: a jump of
+    one period, then the same value again). A client that was not run for some
+    cycles (xrun) sees the same jump, then the timer running on. So a jump is
+    first taken as a late read (the block follows the previous one), and only
+    when the next callback shows the timer kept its lead is it a skip: the
+    count moves on to the timer and the skipped frames are reported.
     """
-    if previous is None:
-        return timer
-    return max(timer, previous + frames)
+
+    def __init__(self) -> None:
+        self._timer = FrameCounter()
+        self._previous: int | None = None
+        self._frames = 0
+        self._jump: int | None = None  # a timer read ahead of the count, not yet explained
+
+    def next(self, timer: int, frames: int) -> tuple[int, int]:
+        """(this block's frame, frames skipped just before the previous block - 0 if none).
+
+        Args:
+            timer: JACK's 32-bit frame timer read in this callback.
+            frames: this block's length.
+        """
+        timer = self._timer.extend(timer)
+        skipped = 0
+        if self._previous is None:
+            base = timer
+        else:
+            base = self._previous + self._frames
+            if self._jump is not None and timer > self._jump:  # the lead held: cycles were skipped
+                skipped, base = timer - base, timer
+                self._jump = None
+            elif self._jump is not None:  # read the same again: the jump was a late read
+                self._jump = None
+            elif timer > base:
+                self._jump = timer
+        self._previous, self._frames = base, frames
+        return base, skipped
 
 
 def bar_seconds(bpm: float, beats_per_bar: int) -> float:

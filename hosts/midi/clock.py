@@ -180,10 +180,15 @@ class ClockEstimator:
     # --- internals (lock held) ----------------------------------------------------------------
 
     def _lost_before(self, t: float) -> int:
-        """Ticks lost between the last tick and one at ``t``: only after ``missed``, by the fit."""
+        """Ticks lost between the last tick and one at ``t``: only after ``missed``, by the fit.
+
+        Measured from where the fit puts the last tick, not where it was stamped: the
+        receiver may have stamped the ticks of the block before the hole early (it did not
+        know of the hole yet); the fit over the window barely moves for one tick.
+        """
         if self._missed_since is None or not self._times or not self._slope:
             return 0
-        return max(0, round((t - self._times[-1]) / self._slope) - 1)
+        return max(0, round((t - self._fitted_time(self._indices[-1])) / self._slope) - 1)
 
     def _reset_estimate(self) -> None:
         if self._slope:

@@ -70,12 +70,19 @@ def test_block_offset_and_delay_round_trip_through_sdelay_truncation():
             assert int(schedule.delay_seconds(offset, rate) * rate) == offset  # SDelay: (long)(del * sr)
 
 
-def test_block_frame_ignores_late_timer_reads_and_keeps_skips():
-    assert schedule.block_frame(5000, None, 256) == 5000
-    assert schedule.block_frame(5256, 5000, 256) == 5256
-    assert schedule.block_frame(5512, 5256, 256) == 5512  # a late read of the next cycle ...
-    assert schedule.block_frame(5512, 5512, 256) == 5768  # ... then the same value again
-    assert schedule.block_frame(7000, 5768, 256) == 7000  # missed cycles: a gap
+def test_block_clock_tells_a_late_timer_read_from_skipped_cycles():
+    clock = schedule.BlockClock()
+    assert clock.next(5000, 256) == (5000, 0)
+    assert clock.next(5256, 256) == (5256, 0)
+    assert clock.next(5768, 256) == (5512, 0)  # a jump: a late read of the next cycle, or a skip ...
+    assert clock.next(5768, 256) == (5768, 0)  # ... the same value again: it was a late read
+    assert clock.next(6024, 256) == (6024, 0)
+    assert clock.next(6792, 256) == (6280, 0)  # a jump ...
+    assert clock.next(7048, 256) == (7048, 512)  # ... and the timer kept its lead: 2 cycles skipped
+    assert clock.next(7304, 256) == (7304, 0)
+    wrap = schedule.BlockClock()
+    assert wrap.next(2 ** 32 - 256, 256) == (2 ** 32 - 256, 0)
+    assert wrap.next(0, 256) == (2 ** 32, 0)  # past the 32-bit wrap
 
 
 def test_frame_counter_extends_past_the_32_bit_wrap():

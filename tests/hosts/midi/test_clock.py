@@ -162,3 +162,19 @@ def test_a_reported_stall_longer_than_the_gap_limit_keeps_the_position():
         else:
             assert clock.bpm is None  # the fit started over: fewer than 96 ticks since
     assert clock.relocations == 1
+
+
+def test_lost_ticks_are_counted_when_the_tick_before_the_hole_was_stamped_early():
+    """A JACK client learns of skipped cycles one block late: the tick in the block after
+    the hole was stamped as if no cycle was skipped (1024 frames = 21 ms early at 48 kHz)."""
+    period = 60.0 / 120.0 / 24
+    clock = ClockEstimator()
+    clock.start(0.0)
+    early = 1024 / 48000
+    for i in range(200):
+        if i in (150, 151):
+            continue  # lost in the skipped cycles
+        if i == 153:
+            clock.missed(148 * period)  # said at the block after the mis-stamped one
+        clock.tick(i * period - (early if i == 152 else 0.0))
+    assert clock.beats(199 * period) == pytest.approx(199 / 24, abs=0.2 / 24)
