@@ -71,6 +71,11 @@ class Job:
         return (self.error or {}).get("message") or "failed"
 
 
+PYTHON_HELP = (f"Jobs run in a Python with Studio Bridge installed: run installers/setup.sh (it makes "
+               f"<checkout>/.venv), or set {ENV_PYTHON} - or the saved setting, "
+               f"RPR_SetExtState('StudioBridge', 'python', PATH, True) - to such a Python.")
+
+
 def worker_python(ext_state: Callable[[str], str] = lambda key: "") -> str:
     """The Python that runs workers: $STUDIO_BRIDGE_PYTHON, the saved setting, the checkout's .venv."""
     for candidate in (os.environ.get(ENV_PYTHON, ""), ext_state("python")):
@@ -169,24 +174,30 @@ class Runner:
         if self.addr:
             env["STUDIO_BRIDGE_ADDR"] = self.addr
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-        with open(job._folder / "worker.log", "wb") as log:
-            job._proc = subprocess.Popen(
-                [self.python, "-m", "hosts.reaper.worker", str(spec), str(job._folder / "status.json")],
-                cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                creationflags=flags)
+        try:
+            with open(job._folder / "worker.log", "wb") as log:
+                job._proc = subprocess.Popen(
+                    [self.python, "-m", "hosts.reaper.worker", str(spec), str(job._folder / "status.json")],
+                    cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    creationflags=flags)
+        except OSError as exc:
+            job.state, job.error = "failed", {"code": "worker", "message": (
+                f"cannot start the worker Python '{self.python}' ({exc.strerror or exc}). {PYTHON_HELP}")}
+            return
         job.state = "running"
 
     def _poll(self, job: Job) -> None:
         status = _read_json(job._folder / "status.json")
         code = job._proc.poll()
         if status.get("done"):
-            job._proc.wait()
-            self._end(job, status, code)
+            if code is not None:  # REAPER's loop never waits: the next poll reaps it
+                self._end(job, status, code)
         elif code is not None:  # exited without a final status: it crashed
             log = (job._folder / "worker.log").read_text(errors="replace").strip().splitlines()
+            last = log[-1] if log else "no output"
+            hint = f" {PYTHON_HELP}" if "ModuleNotFoundError" in last or "No module named" in last else ""
             self._end(job, {"error": {"code": "worker", "message": (
-                f"the job's worker ({self.python}) stopped with exit code {code}: "
-                f"{log[-1] if log else 'no output'}")}}, code)
+                f"the job's worker ({self.python}) stopped with exit code {code}: {last}.{hint}")}}, code)
         elif status.get("state"):  # nothing yet while the worker connects and submits
             job.progress = float(status.get("progress") or 0.0)
             stage = status.get("stage") or status["state"]

@@ -252,6 +252,22 @@ def test_no_daemon_says_so_and_changes_nothing(tmp_path):
     assert not s.fake.undo and len(s.fake.tracks) == 1
 
 
+def test_a_worker_python_that_is_not_there_or_lacks_the_packages_says_what_to_set(tmp_path):
+    (tmp_path / "media").mkdir()
+    song = clip(tmp_path / "media" / "x.wav", 0.5)
+    for python, said in (("/nonexistent/python3", "cannot start the worker Python '/nonexistent/python3'"),
+                         ("/usr/bin/python3", "No module named")):
+        if not Path(python).exists() and python.startswith("/usr"):
+            continue
+        s = Session(tmp_path / "media", f"unix://{tmp_path}/none.sock")
+        s.options["python"] = python
+        item = s.fake.add_item(s.fake.add_track("T"), str(song), 0.0, 0.5, name="x")
+        s.run(actions.master, ["streaming"], timeout=30)
+        message = s.fake.messages[-1]
+        assert said in message and "STUDIO_BRIDGE_PYTHON" in message and "installers/setup.sh" in message, message
+        assert item.active.name == "x" and len(item.takes) == 1 and not s.fake.undo
+
+
 def test_a_daemon_restarted_mid_job_is_reported_and_nothing_hangs(tmp_path):
     with running_daemon(tmp_path, extra=["--grace", "0.5"]) as daemon:
         s = session(daemon)
