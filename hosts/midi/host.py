@@ -105,6 +105,8 @@ def _play(args, mapping, inp: Endpoint, out: Endpoint | None, live: tuple[str, i
     try:
         client.health(timeout=3.0)  # no daemon: say so now (exit 3), not at the first pad
         leds = Leds(out.send, args.leds, args.blink).start() if out is not None else None
+        if leds is not None:
+            out.on_reopen = leds.restore  # a replugged Launchpad needs programmer mode again
         link = LiveLink(*live) if live else None
         controller = Controller(mapping, client, ClockEstimator(), leds, say, link)
         say(f"listening on MIDI input '{inp.connected_to}'"

@@ -77,40 +77,56 @@ class Leds:
         self._clock = clock
         self._lock = threading.Lock()
         self._blinking: dict[tuple, tuple[float, float]] = {}  # control -> (blinking since, until)
+        self._running: set[tuple] = set()  # pads lit for a running job
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
 
     def start(self) -> Leds:
         """Initialise the device (Launchpad: programmer mode) and start the blink timer."""
-        import mido
-
-        for data in self.palette.init_sysex:
-            self._emit(mido.Message("sysex", data=list(data)))
+        self._init_device()
         self._thread = threading.Thread(target=self._loop, name="midi-leds", daemon=True)
         self._thread.start()
         return self
 
     def close(self) -> None:
-        """Stop blinking and turn every pad that was blinking off."""
+        """Stop blinking and turn every pad this host lit off (running or blinking)."""
         self._stop.set()
         if self._thread:
             self._thread.join(1.0)
         with self._lock:
-            controls = list(self._blinking)
+            controls = list(self._blinking) + list(self._running)
             self._blinking.clear()
+            self._running.clear()
         for control in controls:
             self._emit(self._message(control, self.palette.off))
+
+    def restore(self) -> None:
+        """The device came back (replugged): initialise it again and relight running jobs' pads
+        (a Launchpad returns in its own mode, with its pads dark)."""
+        self._init_device()
+        with self._lock:
+            running = list(self._running)
+        for control in running:
+            self._emit(self._message(control, self.palette.running))
+
+    def _init_device(self) -> None:
+        import mido
+
+        for data in self.palette.init_sysex:
+            self._emit(mido.Message("sysex", data=list(data)))
 
     # -- states ----------------------------------------------------------------------------
     def running(self, control: tuple) -> None:
         with self._lock:
             self._blinking.pop(control, None)
+            self._running.add(control)
         self._emit(self._message(control, self.palette.running))
 
     def done(self, control: tuple) -> None:
         now = self._clock()
         with self._lock:
+            self._running.discard(control)
             self._blinking[control] = (now, now + self.blink_seconds)
         channel = self.palette.done_channel if self.palette.self_blinking else 0
         self._emit(self._message(control, self.palette.done, channel))
@@ -118,6 +134,7 @@ class Leds:
     def error(self, control: tuple) -> None:
         with self._lock:
             self._blinking.pop(control, None)
+            self._running.discard(control)
         self._emit(self._message(control, self.palette.off))
 
     # -- internals ---------------------------------------------------------------------------

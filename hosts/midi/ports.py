@@ -88,6 +88,7 @@ class Endpoint:
         self.connected_to: str | None = None
         self.is_open = False
         self._t: float | None = None  # the time of the last message read, rebuilt from deltas
+        self.on_reopen = None  # called after the device came back and was reopened
         client = CLIENT_NAME if kind == "input" else f"{CLIENT_NAME}-leds"
         try:
             self._rt = (rtmidi.MidiIn if kind == "input" else rtmidi.MidiOut)(rtapi=api, name=client)
@@ -143,6 +144,8 @@ class Endpoint:
                 self.say(f"MIDI {self.kind} '{name}' is back but did not open ({exc}); retrying")
                 return
             self.say(f"MIDI {self.kind} '{name}' is back; reconnected")
+            if self.on_reopen is not None:
+                self.on_reopen()
 
     def receive(self) -> list:
         """Every message waiting on an input, as (time, mido.Message), times on ``time.monotonic``'s scale."""

@@ -337,3 +337,18 @@ def test_play_true_hands_the_result_to_the_live_host_over_osc():
     controller.wait(5)
     assert any("says play = true, but no live host is named" in line and "stays in /tmp/out" in line
                for line in said)
+
+
+def test_a_replugged_launchpad_gets_programmer_mode_and_running_pads_again_and_close_darkens_them():
+    sent = []
+    leds = Leds(sent.append, "launchpad").start()
+    leds.running(("note", 3, 81))
+    leds.running(("note", 3, 82))
+    leds.done(("note", 3, 82))
+    sent.clear()
+    leds.restore()  # what the input/output poll calls when the device is back
+    assert [m.type for m in sent][:3] == ["sysex"] * 3
+    assert [(m.note, m.velocity) for m in sent if m.type == "note_on"] == [(81, 9)]  # the running one
+    sent.clear()
+    leds.close()
+    assert sorted((m.note, m.velocity) for m in sent if m.type == "note_on") == [(81, 0), (82, 0)]
