@@ -61,7 +61,7 @@ def run(args) -> int:
         if not low <= value <= high:
             raise InvalidArgument(f"{flag} must be {low}-{high}, got {value}")
     try:
-        kind, arg = parse_mode(args.mode, {})
+        kind, arg = parse_mode(args.mode)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     if kind in ("continue", "melody") and not (arg or args.prompt):

@@ -409,7 +409,7 @@ class LiveHost:
 
     def _handle(self, mode: str, frame: int, source: str) -> None:
         o = self.options
-        parse_mode(mode, {})
+        parse_mode(mode)
         t = frame / self.rate
         self._status({"event": "trigger", "mode": mode, "frame": frame, "source": source})
         if not self.clock.running:

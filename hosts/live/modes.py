@@ -16,7 +16,7 @@ class Request:
     stems: tuple[str, ...]  # outputs to play (their kinds); empty = every audio output
 
 
-def parse_mode(mode: str, defaults: dict) -> tuple[str, str]:
+def parse_mode(mode: str) -> tuple[str, str]:
     """``separate``, ``separate:drums,bass``, ``drums`` (a stem name), ``continue`` or ``melody``.
 
     Returns:
@@ -43,7 +43,7 @@ def build_request(mode: str, wav: str, bpm: float, bars: int, beats_per_bar: int
     Raises:
         ValueError: an unknown mode, or continue/melody with no prompt.
     """
-    kind, arg = parse_mode(mode, options)
+    kind, arg = parse_mode(mode)
     if kind == "separate":
         stems = arg or options.get("stems") or "drums"
         return Request("separate", {"audio": wav}, {"stems": stems},

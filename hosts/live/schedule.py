@@ -72,13 +72,6 @@ class BlockClock:
         return base, skipped
 
 
-def bar_seconds(bpm: float, beats_per_bar: int) -> float:
-    """Length of one bar in seconds at ``bpm`` quarter notes per minute."""
-    if not bpm or bpm <= 0:
-        raise ValueError(f"tempo must be positive, got {bpm}")
-    return beats_per_bar * 60.0 / bpm
-
-
 def beat_time(beat: float, now_beats: float, now: float, bpm: float) -> float:
     """When the song reaches ``beat`` (quarter notes), seen from ``now`` at ``now_beats``."""
     return now + (beat - now_beats) * 60.0 / bpm

@@ -99,12 +99,6 @@ class Endpoint:
         if kind == "input":
             self._rt.ignore_types(sysex=False, timing=False, active_sense=True)
 
-    @property
-    def api_name(self) -> str:
-        import rtmidi
-
-        return rtmidi.get_api_name(self._rt.get_current_api())
-
     def names(self) -> list[str]:
         """Ports this endpoint could connect to (an input lists the other side's outputs)."""
         return list(self._rt.get_ports())

@@ -8,12 +8,12 @@ from hosts.live.modes import build_request, parse_mode
 
 
 def test_modes():
-    assert parse_mode("separate", {}) == ("separate", "")
-    assert parse_mode("separate:drums,bass", {}) == ("separate", "drums,bass")
-    assert parse_mode("drums", {}) == ("separate", "drums")
-    assert parse_mode("continue", {}) == ("continue", "")
+    assert parse_mode("separate") == ("separate", "")
+    assert parse_mode("separate:drums,bass") == ("separate", "drums,bass")
+    assert parse_mode("drums") == ("separate", "drums")
+    assert parse_mode("continue") == ("continue", "")
     with pytest.raises(ValueError, match="modes: separate"):
-        parse_mode("shuffle:x", {})
+        parse_mode("shuffle:x")
 
 
 def test_requests_carry_the_clock():
