@@ -9,6 +9,7 @@ master adds a take): the results are new files in the project's media folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ def _place_stems(api, jobs: list[Job], skipped: list[str]) -> None:
                 name = group[0].context.name if len(group) == 1 else api.track_name(track)
                 _folder, stem_tracks = insert_folder(api, track, f"{name} stems", stems)
                 for job in group:
-                    clip = job.context
+                    clip = _as_now(api, job.context)  # moved or slipped while it ran: follow it
                     for output in job.outputs:
                         _add_clip_item(api, stem_tracks[output["kind"]], clip, output["path"],
                                        f"{clip.name} {output['kind']}")
@@ -383,7 +384,7 @@ def continue_item(api, runner_options: dict | None = None) -> Runner | None:
 
 
 def _place_continuation(api, jobs: list[Job], skipped: list[str]) -> None:
-    job, clip = jobs[0], jobs[0].context
+    job, clip = jobs[0], _as_now(api, jobs[0].context)
     gone = []
     if job.state == SUCCEEDED and not api.alive(clip.track, "MediaTrack*"):
         gone.append(f"'{clip.name}': its track was deleted while the job ran")
@@ -403,6 +404,15 @@ def _place_continuation(api, jobs: list[Job], skipped: list[str]) -> None:
 
 
 # -- shared -------------------------------------------------------------------------------
+def _as_now(api, clip: Clip) -> Clip:
+    """``clip`` with its item's and take's values as they are now (the user may have moved,
+    trimmed or slipped it while the job ran); as it was if the item or take is gone."""
+    if not (api.alive(clip.item, "MediaItem*") and api.alive(clip.take, "MediaItem_Take*")):
+        return clip
+    return dataclasses.replace(clip, item_values={k: api.item(clip.item, k) for k in ITEM_KEYS},
+                               take_values={k: api.take(clip.take, k) for k in TAKE_KEYS})
+
+
 def _heard(clip: Clip, input_name: str) -> dict:
     """The span of the source the item plays (the worker cuts it): start offset, length x rate."""
     rate = clip.take_values.get("D_PLAYRATE", 1.0)

@@ -166,6 +166,21 @@ def test_separate_puts_sample_exact_stems_in_a_folder_and_mutes_the_original(ser
     assert any("MIDI item" in line and "empty item" in line for line in s.fake.console), s.fake.console
 
 
+def test_stems_follow_an_item_moved_and_slipped_while_it_was_separated(served):
+    s = session(served)
+    song = clip(served.media / "moved.wav", 3.0)
+    track = s.fake.add_track("T")
+    item = s.fake.add_item(track, str(song), position=1.0, length=1.0, offset=0.25, name="moved")
+    s.fake.answers = [["", "", "hpss"]]
+    actions.separate(s.api, s.options)
+    item.values["D_POSITION"] = 4.0  # the user drags it on ...
+    item.active.values["D_STARTOFFS"] = 0.5  # ... and slips its content while the job runs
+    s.fake.run_deferred(s.ns, 60)
+    for name in ("harmonic", "percussive"):
+        (stem,) = s.fake.track(name).items
+        assert stem.values["D_POSITION"] == 4.0 and stem.active.values["D_STARTOFFS"] == 0.5
+
+
 def test_two_items_on_one_track_share_one_folder_and_nothing_selected_says_so(served):
     s = session(served)
     song = clip(served.media / "two.wav", 1.0, channels=1)
