@@ -423,11 +423,12 @@ class LiveHost:
         tick = 60.0 / bpm / self.clock.ppqn  # the fit may put bar 1 a little before Start
         if first_beat < 0 or self._run_since is None or start_s < self._run_since - tick / 2:
             raise _Refused(f"the clock has not run through the last {o.bars} bar(s) "
-                           f"(started or stopped inside them); no job")
+                           f"(started or stopped inside them{self._missed_since(start_s - 2 * (end_s - start_s))}); "
+                           f"no job")
         start, end = schedule.to_frame(start_s, self.rate), schedule.to_frame(end_s, self.rate)
         self._wait_for_frame(end)
         if not self.clock.running or self._run_since is None or self._run_since > start_s + tick / 2:
-            raise _Refused("clock stopped during the captured bars; no job")
+            raise _Refused(f"clock stopped during the captured bars{self._missed_since(start_s)}; no job")
         try:
             audio = self._ring.read(start, end)
         except LookupError:
@@ -485,6 +486,13 @@ class LiveHost:
         self._pending = Pending(Path(played), table, length, target, job_id, self.clock.relocations)
         self._status({"event": "armed", "path": played, "bar_beat": target, "job_id": job_id,
                       "frame": self._block_frame, "clock_running": self.clock.running})
+
+    def _missed_since(self, seconds: float) -> str:
+        """', or this client missed JACK cycles ...' when it did after ``seconds``: missed MIDI
+        clock can make the bars look cut short (said, so the message does not mislead)."""
+        frames = [f for f in self._jack.xrun_frames if f >= seconds * self.rate]
+        return (f", or this client missed JACK cycles in them ({len(frames)} xruns), which loses clock ticks"
+                if frames else "")
 
     def _wait_for_frame(self, frame: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout

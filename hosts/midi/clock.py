@@ -28,6 +28,9 @@ from collections import deque
 # A gap this long between two ticks means the master stopped sending clock
 # (at 24 ppqn it is slower than 5 BPM): the line is refitted from scratch.
 MAX_TICK_GAP = 0.5
+# How far from a whole number of fitted tick intervals a gap after reported lost input may
+# be and still be counted as that many ticks (ticks jitter ~0.1 interval over JACK).
+LOST_TICK_TOLERANCE = 0.2
 
 
 class ClockEstimator:
@@ -188,7 +191,12 @@ class ClockEstimator:
         """
         if self._missed_since is None or not self._times or not self._slope:
             return 0
-        return max(0, round((t - self._fitted_time(self._indices[-1])) / self._slope) - 1)
+        ticks = (t - self._fitted_time(self._indices[-1])) / self._slope
+        # Whole ticks only: a receiver's clock that slipped by part of a tick (a JACK period
+        # taken for a skipped cycle) is not a lost tick; counting it would move the song.
+        if abs(ticks - round(ticks)) > LOST_TICK_TOLERANCE:
+            return 0
+        return max(0, round(ticks) - 1)
 
     def _reset_estimate(self) -> None:
         if self._slope:

@@ -138,7 +138,7 @@ def _attempt(jackd, tmp_path, mode) -> bool:
             captured = live.wait_for_any(("captured", "error"), 15)
             if _xrun_refusal(captured):
                 return False
-            assert captured["event"] == "captured", captured
+            assert captured["event"] == "captured", live.seen[-3:]
             live.wait_for("armed", 30)
             playing = live.wait_for("playing", 20)
             played, _ = soundfile.read(playing["path"], dtype="float32", always_2d=True)

@@ -178,3 +178,17 @@ def test_lost_ticks_are_counted_when_the_tick_before_the_hole_was_stamped_early(
             clock.missed(148 * period)  # said at the block after the mis-stamped one
         clock.tick(i * period - (early if i == 152 else 0.0))
     assert clock.beats(199 * period) == pytest.approx(199 / 24, abs=0.2 / 24)
+
+
+def test_a_receiver_clock_that_slipped_part_of_a_tick_is_not_counted_as_lost_ticks():
+    """A JACK client that took a late timer read for a skipped cycle moves its clock by a
+    period (512 frames = 0.52 of a tick at 123 BPM): no tick was lost, none is counted."""
+    period = 60.0 / 123.0 / 24
+    slip = 512 / 48000
+    clock = ClockEstimator()
+    clock.start(0.0)
+    for i in range(200):
+        if i == 150:
+            clock.missed(149 * period)
+        clock.tick(i * period + (slip if i >= 150 else 0.0))
+    assert clock.beats(199 * period + slip) == pytest.approx(199 / 24, abs=1 / 48)
