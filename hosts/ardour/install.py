@@ -35,12 +35,23 @@ def render(name: str, port: int = DEFAULT_PORT) -> str:
     return template.replace("@COMMON@", common(port))
 
 
-def default_config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for version in ("ardour8", "ardour7"):
-        if (Path(base) / version).is_dir():
-            return Path(base) / version
-    return Path(base) / "ardour7"
+def default_config_dir(platform: str = sys.platform) -> Path:
+    """Ardour's config folder on this system: the newest one set up, else Ardour 7's.
+
+    Linux ``$XDG_CONFIG_HOME/ardour8|ardour7``, macOS ``~/Library/Preferences/Ardour8|Ardour7``,
+    Windows ``%LOCALAPPDATA%\\Ardour8|Ardour7`` (the same places the installers use).
+    """
+    if platform == "darwin":
+        base, names = Path.home() / "Library" / "Preferences", ("Ardour8", "Ardour7")
+    elif platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        names = ("Ardour8", "Ardour7")
+    else:
+        base, names = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"), ("ardour8", "ardour7")
+    for name in names:
+        if (base / name).is_dir():
+            return base / name
+    return base / names[1]
 
 
 def install(config_dir: Path, port: int = DEFAULT_PORT) -> list[Path]:
@@ -59,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hosts.ardour.install",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--config-dir", type=Path, default=None,
-                        help="Ardour's config folder (default: $XDG_CONFIG_HOME/ardour8 or ardour7)")
+                        help="Ardour's config folder (default: the newest Ardour set up on this system; "
+                             "see installers/install-ardour-scripts.sh for the places)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the relay's UDP port")
     args = parser.parse_args(argv)
     try:

@@ -166,3 +166,16 @@ def test_result_lines_keep_a_path_as_it_is(tmp_path):
     assert target.read_text(encoding="utf-8").splitlines() == ["output\t/s/Band  Demo/a.wav",
                                                                 "error\ttwo lines and tab"]
     assert (tmp_path / "done.list").read_text() == "tok-1\n"
+
+
+def test_the_python_installer_knows_each_systems_config_folder(tmp_path, monkeypatch):
+    from hosts.ardour.install import default_config_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert default_config_dir("linux") == tmp_path / ".config/ardour7"  # none set up: Ardour 7's
+    assert default_config_dir("darwin") == tmp_path / "Library/Preferences/Ardour7"
+    (tmp_path / "Library/Preferences/Ardour8").mkdir(parents=True)
+    assert default_config_dir("darwin") == tmp_path / "Library/Preferences/Ardour8"
+    assert default_config_dir("win32") == tmp_path / "Local/Ardour7"
