@@ -344,9 +344,7 @@ class LiveHost:
         self._ring.write(frame, self._input)
         if self._stop_voices:
             self._stop_voices = False
-            for voice in self._voices:
-                if not voice.fading:
-                    voice.fade_out(frame, self.rate)
+            self._fade_all(frame)
         for voice in [v for v in self._voices if v.ends_at is not None and v.ends_at <= frame]:
             voice.stop()
             self._voices.remove(voice)
@@ -368,20 +366,24 @@ class LiveHost:
         offset = schedule.block_offset(target, frame, self.block)
         if offset is None:
             return
-        for voice in self._voices:
-            if not voice.fading:
-                voice.fade_out(frame + offset, self.rate)
+        self._fade_all(frame + offset)
         self._voices.append(Voice(self._pyo, pending.table, pending.length, offset, self.rate,
                                   self.block, self.options.loop))
         if not self.options.loop:
             self._voices[-1].ends_at = target + pending.length + self.block
-        if self._pending is pending:  # else the job thread armed a newer one meanwhile: keep it
+        if self._pending is pending:  # else a newer one was armed meanwhile: keep it
             self._pending = None
         self._rt_events.put({"event": "playing", "frame": target, "bar_beat": pending.target_beat,
                       "block_frame": frame, "offset_in_block": offset, "path": str(pending.path),
                       "job_id": pending.job_id, "loop": self.options.loop, "bpm": bpm,
                       "beats_at_block": now_beats, "xruns": self._jack.xruns,
                       "xrun_frames": self._jack.xrun_frames[-20:], "skipped_frames": self._jack.skipped})
+
+    def _fade_all(self, frame: int) -> None:
+        """Fade out every voice not fading yet, from ``frame`` (Stop, or a newer result starting)."""
+        for voice in self._voices:
+            if not voice.fading:
+                voice.fade_out(frame, self.rate)
 
     def _relay(self) -> None:
         while True:
@@ -423,12 +425,12 @@ class LiveHost:
         tick = 60.0 / bpm / self.clock.ppqn  # the fit may put bar 1 a little before Start
         if first_beat < 0 or self._run_since is None or start_s < self._run_since - tick / 2:
             raise _Refused(f"the clock has not run through the last {o.bars} bar(s) "
-                           f"(started or stopped inside them{self._missed_since(start_s - 2 * (end_s - start_s))}); "
+                           f"(started or stopped inside them{self._xrun_note(start_s - 2 * (end_s - start_s))}); "
                            f"no job")
         start, end = schedule.to_frame(start_s, self.rate), schedule.to_frame(end_s, self.rate)
         self._wait_for_frame(end)
         if not self.clock.running or self._run_since is None or self._run_since > start_s + tick / 2:
-            raise _Refused(f"clock stopped during the captured bars{self._missed_since(start_s)}; no job")
+            raise _Refused(f"clock stopped during the captured bars{self._xrun_note(start_s)}; no job")
         try:
             audio = self._ring.read(start, end)
         except LookupError:
@@ -487,7 +489,7 @@ class LiveHost:
         self._status({"event": "armed", "path": played, "bar_beat": target, "job_id": job_id,
                       "frame": self._block_frame, "clock_running": self.clock.running})
 
-    def _missed_since(self, seconds: float) -> str:
+    def _xrun_note(self, seconds: float) -> str:
         """', or this client missed JACK cycles ...' when it did after ``seconds``: missed MIDI
         clock can make the bars look cut short (said, so the message does not mislead)."""
         frames = [f for f in self._jack.xrun_frames if f >= seconds * self.rate]

@@ -64,6 +64,7 @@ class ClockEstimator:
         self._missed_since: float | None = None  # input lost after this time (see missed())
         self._count = 0              # ticks since the last reset (index of the next one)
         self._slope: float | None = None      # seconds per tick, from the last fit
+        self._centre = (0.0, 0.0)    # (mean tick number, mean time) of the last fit
         self._prev_slope: float | None = None  # kept across a reset, for interpolation only
         self._running = False
         self._next_pos = 0           # position (in ticks) the next running tick lands on
@@ -85,7 +86,7 @@ class ClockEstimator:
             self._times.append(t)
             self._indices.append(self._count)
             self._count += 1
-            self._slope = self._fit()
+            self._refit()
             if self._running:
                 self._last_pos = self._next_pos
                 self._last_index = self._count - 1
@@ -207,26 +208,25 @@ class ClockEstimator:
         self._slope = None
         self._last_pos = None
 
-    def _means(self) -> tuple[float, float, float]:
-        """(first time, mean index, mean time - first time) of the ticks in the window."""
+    def _refit(self) -> None:
+        """The least-squares line of tick time against tick number, once per tick: its slope
+        (seconds per tick) and centre, which every reading (each audio block) then uses."""
         n = len(self._times)
+        if n < 2:
+            self._slope = None
+            return
         t0 = self._times[0]
-        return t0, sum(self._indices) / n, sum(x - t0 for x in self._times) / n
-
-    def _fit(self) -> float | None:
-        """Seconds per tick: the least-squares slope of tick time against tick number."""
-        if len(self._times) < 2:
-            return None
-        t0, mean_i, mean_t = self._means()
-        num = sum((i - mean_i) * (x - t0 - mean_t) for i, x in zip(self._indices, self._times))
+        mean_i = sum(self._indices) / n
+        mean_t = t0 + sum(x - t0 for x in self._times) / n
+        num = sum((i - mean_i) * (x - mean_t) for i, x in zip(self._indices, self._times))
         den = sum((i - mean_i) ** 2 for i in self._indices)
-        slope = num / den
-        return slope if slope > 0 else None
+        self._slope = num / den if num > 0 else None
+        self._centre = (mean_i, mean_t)
 
     def _fitted_time(self, index: int) -> float:
         """Where the fitted line puts the tick with this number (since the last reset)."""
-        t0, mean_i, mean_t = self._means()
-        return t0 + mean_t + (index - mean_i) * self._slope
+        mean_i, mean_t = self._centre
+        return mean_t + (index - mean_i) * self._slope
 
     def _beats(self, t: float) -> float:
         if not self._running or self._last_pos is None:

@@ -285,9 +285,9 @@ def stop_recording(daw: FakeDaw, recorder: subprocess.Popen, until: int) -> None
 def record(jackd: Jackd, path: Path, ports: list[str]) -> subprocess.Popen:
     """jack_rec on ``ports`` until SIGINT, with a 10 s buffer (its default 16384 frames drops
     samples when its disk thread stalls for a third of a second)."""
-    recorder = subprocess.Popen(["jack_rec", "-f", str(path), "-d", "300", "-b", "32", "-B", str(10 * RATE),
-                                 *ports], env=jackd.env, stdout=subprocess.DEVNULL,
-                                stderr=open(path.with_suffix(".err"), "wb"))
+    with open(path.with_suffix(".err"), "wb") as err:  # the child keeps its own copy
+        recorder = subprocess.Popen(["jack_rec", "-f", str(path), "-d", "300", "-b", "32", "-B",
+                                     str(10 * RATE), *ports], env=jackd.env, stdout=subprocess.DEVNULL, stderr=err)
     time.sleep(0.3)
     return recorder
 
