@@ -5,6 +5,12 @@ whole project: the mastering engine targets what it reports, and the tests
 check against it. Integrated loudness is measured without libebur128's
 histogram mode, because the histogram quantises block energies and can be
 off by a few hundredths of an LU, which matters for a 0.05 LU target.
+
+libebur128 is a streaming meter: frames added in any number of calls give
+bit-identical results to one call (its filters and 100 ms gating blocks carry
+over). :class:`Meter` feeds it chunk by chunk, so long, disk-backed clips are
+measured in bounded memory, and so is a signal computed on the fly (a gain
+curve applied chunk by chunk) without ever materialising it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import pyebur128 as ebur
 
 from ..core.errors import MediaError
+from . import chunks
 
 # libebur128 gates blocks quieter than this absolutely (BS.1770-4).
 ABSOLUTE_GATE_LUFS = -70.0
@@ -78,50 +85,82 @@ def _as_frames(samples: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _state(samples: np.ndarray, sample_rate: int, mode: int) -> "ebur.R128State":
+class Meter:
+    """A libebur128 meter fed chunk by chunk.
+
+    Args:
+        channels: channel count of the blocks to come.
+        sample_rate: in Hz.
+        full: also track loudness range and true/sample peak (slower);
+            False measures integrated loudness only.
+    """
+
+    def __init__(self, channels: int, sample_rate: int, full: bool = True):
+        self.channels, self.full = int(channels), full
+        mode = _MODE_FULL if full else _MODE_INTEGRATED
+        self._state = ebur.R128State(self.channels, int(sample_rate), mode)
+
+    def add(self, block: np.ndarray) -> None:
+        """Add frames shaped (frames, channels) (float32 or float64)."""
+        block = np.ascontiguousarray(block)
+        if block.dtype not in (np.float32, np.float64):
+            block = block.astype(np.float64)
+        if block.shape[0]:
+            self._state.add_frames(block.ravel(), block.shape[0])
+
+    def integrated(self) -> float:
+        """Gated integrated loudness so far (``-inf`` if undefined)."""
+        return float(ebur.get_loudness_global(self._state))
+
+    def measurement(self) -> Measurement:
+        """Everything measured so far (needs ``full``)."""
+        channels = range(self.channels)
+        true_peak = max((ebur.get_true_peak(self._state, c) for c in channels), default=0.0)
+        sample_peak = max((ebur.get_sample_peak(self._state, c) for c in channels), default=0.0)
+        return Measurement(
+            integrated_lufs=self.integrated(),
+            loudness_range_lu=float(ebur.get_loudness_range(self._state)),
+            true_peak_dbtp=to_db(true_peak),
+            sample_peak_dbfs=to_db(sample_peak),
+        )
+
+
+def _metered(samples: np.ndarray, sample_rate: int, full: bool) -> Meter:
     frames = _as_frames(samples)
-    state = ebur.R128State(frames.shape[1], int(sample_rate), mode)
-    if frames.shape[0]:
-        state.add_frames(frames.ravel(), frames.shape[0])
-    return state
+    meter = Meter(frames.shape[1], sample_rate, full)
+    for start, stop in chunks.spans(frames.shape[0]):
+        meter.add(frames[start:stop])
+    return meter
 
 
 def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     """Measure gated integrated loudness with libebur128.
 
     Args:
-        samples: float array (frames, channels) or (frames,).
+        samples: float array (frames, channels) or (frames,); a disk-backed
+            memmap is read chunk by chunk.
         sample_rate: in Hz.
 
     Returns:
         Loudness in LUFS; ``-inf`` when undefined (silence, everything
         below the absolute gate, or shorter than one 400 ms block).
     """
-    return float(ebur.get_loudness_global(_state(samples, sample_rate, _MODE_INTEGRATED)))
+    return _metered(samples, sample_rate, full=False).integrated()
 
 
 def measure(samples: np.ndarray, sample_rate: int) -> Measurement:
     """Measure integrated loudness, loudness range, true and sample peak.
 
     Args:
-        samples: float array (frames, channels) or (frames,).
+        samples: float array (frames, channels) or (frames,); a disk-backed
+            memmap is read chunk by chunk.
         sample_rate: in Hz.
 
     Returns:
         A :class:`Measurement`. True peak uses libebur128's interpolator
         (4x below 96 kHz, 2x from 96 kHz).
     """
-    frames = _as_frames(samples)
-    state = _state(frames, sample_rate, _MODE_FULL)
-    channels = range(frames.shape[1])
-    true_peak = max((ebur.get_true_peak(state, c) for c in channels), default=0.0)
-    sample_peak = max((ebur.get_sample_peak(state, c) for c in channels), default=0.0)
-    return Measurement(
-        integrated_lufs=float(ebur.get_loudness_global(state)),
-        loudness_range_lu=float(ebur.get_loudness_range(state)),
-        true_peak_dbtp=to_db(true_peak),
-        sample_peak_dbfs=to_db(sample_peak),
-    )
+    return _metered(samples, sample_rate, full=True).measurement()
 
 
 def check_content(samples: np.ndarray, sample_rate: int, what: str = "audio") -> np.ndarray:
@@ -133,7 +172,8 @@ def check_content(samples: np.ndarray, sample_rate: int, what: str = "audio") ->
         what: how to name this input in messages ("audio", "reference").
 
     Returns:
-        The samples as a contiguous (frames, channels) float array.
+        The samples as a contiguous (frames, channels) float array (the
+        caller's array itself when it already is one: nothing is copied).
 
     Raises:
         MediaError: bad shape, no channels or more than 8, a bad sample
@@ -151,15 +191,16 @@ def check_content(samples: np.ndarray, sample_rate: int, what: str = "audio") ->
             f"{what} has a sample rate of {sample_rate} Hz; supported rates are 8000 to "
             "384000 Hz. Resample it first."
         )
-    finite = np.isfinite(frames)
-    if not finite.all():
-        frame, channel = np.argwhere(~finite)[0]
-        value = frames[frame, channel]
-        raise MediaError(
-            f"{what} has a non-finite sample ({value}) at frame {frame} "
-            f"({frame / sample_rate:.3f} s), channel {channel}; every sample must be a "
-            "finite number. Re-export the clip, or repair the damaged region."
-        )
+    for start, stop in chunks.spans(frames.shape[0]):  # a long clip may be on disk
+        finite = np.isfinite(frames[start:stop])
+        if not finite.all():
+            frame, channel = np.argwhere(~finite)[0]
+            value = frames[start + frame, channel]
+            raise MediaError(
+                f"{what} has a non-finite sample ({value}) at frame {start + frame} "
+                f"({(start + frame) / sample_rate:.3f} s), channel {channel}; every sample must "
+                "be a finite number. Re-export the clip, or repair the damaged region."
+            )
     return frames
 
 
