@@ -69,3 +69,95 @@ def test_does_nothing_under_the_ceiling(music):
     y, reduction = apply(x, rate, 0.0, 0.0)  # renders peak near -12 dBFS
     assert reduction.max() == 0.0
     np.testing.assert_array_equal(y, x)
+
+
+# -- chunked == whole -------------------------------------------------------------------------
+# The engine limits long files chunk by chunk from block peaks; these pin that it computes the
+# same numbers as the documented whole-array math (module docstring of bridge.dsp.limiter).
+
+def reference_envelope(x, rate):
+    """Step 1 written out plainly: each phase interpolated from its 16 neighbours (float64)."""
+    factor = limiter.oversampling_factor(rate)
+    offsets = np.arange(-7, 9)
+    padded = np.pad(x, ((7, 8), (0, 0)))
+    peak = np.abs(x).max(axis=1)
+    for phase in range(1, factor):
+        window = np.kaiser(18, 7.0)[1:-1]
+        taps = np.sinc(phase / factor - offsets) * window
+        taps /= taps.sum()
+        between = sum(taps[j] * padded[j : j + x.shape[0]] for j in range(16))
+        peak = np.maximum(peak, np.abs(between).max(axis=1))
+    peak[1:] = np.maximum(peak[1:], peak[:-1])
+    return peak
+
+
+def reference_curve(envelope, rate, ceiling, gain_db, lookahead_ms=3.0, release_ms=80.0):
+    """Steps 2-4 written out plainly (a direct max over the release window, loops over frames)."""
+    block = max(1, round(rate * 0.0005))
+    width = max(block, round(rate * lookahead_ms / 1000))
+    nblocks = -(-envelope.size // block)
+    peaks = np.array([envelope[b * block : (b + 1) * block].max() for b in range(nblocks)])
+    with np.errstate(divide="ignore"):
+        required = np.maximum(20 * np.log10(peaks) + gain_db - ceiling, 0.0)
+    alpha = np.exp(-block / (rate * release_ms / 1000))
+    reach = 1
+    while reach < nblocks and alpha**reach >= 1e-4:
+        reach *= 2  # the doubling covers the 2m latest blocks after its last shift m
+    released = required.copy()
+    for d in range(1, min(reach, nblocks)):  # max over the window, one distance at a time
+        released[d:] = np.maximum(released[d:], required[:-d] * alpha**d)
+    ahead = -(-(width - 1) // block)
+    held = np.array([released[b : b + ahead + 1].max() for b in range(nblocks)])
+    stair = np.concatenate([np.full(width - 1, held[0]), np.repeat(held, block)[: envelope.size]])
+    window_sums = np.convolve(stair, np.ones(width), mode="valid")
+    return window_sums / width
+
+
+def test_chunked_envelope_and_curve_match_the_plain_math():
+    rate = 8000  # 8x oversampling, short blocks: every path, quickly
+    rng = np.random.default_rng(3)
+    frames = rate * 3 + 5
+    level = np.repeat(rng.random(31) * 2, rate // 10)[:frames]
+    level[rate : rate * 11 // 10] = 4.0  # a loud burst, then a quiet stretch: the whole release shows
+    level[rate * 11 // 10 : rate * 5 // 2] = 0.05
+    x = rng.standard_normal((frames, 2)) * level[:, None]
+    envelope = limiter.peak_envelope(x, rate)
+    assert np.allclose(envelope, reference_envelope(x, rate), rtol=1e-6, atol=0)
+    assert (envelope >= np.abs(x).max(axis=1)).all()  # exact frame peaks never rounded down
+    for gain in (0.0, 12.0):
+        expected = reference_curve(envelope, rate, -1.0, gain)
+        assert np.abs(limiter.gain_curve(envelope, rate, -1.0, gain_db=gain) - expected).max() < 1e-9
+        peaks = limiter.block_peaks(x, rate, chunk=777)
+        curve = limiter.GainCurve(peaks, x.shape[0], rate, -1.0, gain_db=gain)
+        spans = np.concatenate([curve.span(s, min(s + 1001, x.shape[0]))
+                                for s in range(0, x.shape[0], 1001)])
+        assert np.abs(spans - expected).max() < 1e-9
+
+
+@pytest.mark.parametrize("rate", [44100, 96000])
+def test_chunked_limiter_equals_whole_on_music(music, rate):
+    x, rate = bach(music, rate, seconds=10)
+    envelope = limiter.peak_envelope(x, rate)
+    for start, stop in ((0, 1), (0, 5000), (1, 4097), (123457, 300001), (x.shape[0] - 9, x.shape[0])):
+        np.testing.assert_array_equal(limiter.envelope_span(x, rate, start, stop), envelope[start:stop])
+    block = limiter.block_frames(rate)
+    whole_peaks = limiter.block_peaks(x, rate, chunk=x.shape[0])
+    np.testing.assert_array_equal(limiter.block_peaks(x, rate, chunk=10000), whole_peaks)
+    np.testing.assert_array_equal(whole_peaks[:-1], envelope[: (whole_peaks.size - 1) * block]
+                                  .reshape(-1, block).max(axis=1))
+    whole = limiter.gain_curve(envelope, rate, -1.0, gain_db=24.0)
+    curve = limiter.GainCurve(whole_peaks, x.shape[0], rate, -1.0, gain_db=24.0)
+    step = 65537  # not a multiple of the block: boundaries inside blocks and ramps
+    chunked = np.concatenate([curve.span(s, min(s + step, x.shape[0]))
+                              for s in range(0, x.shape[0], step)])
+    assert whole.max() > 6.0
+    assert np.abs(chunked - whole).max() < 1e-9
+
+
+def test_float32_block_peaks_round_up_never_down():
+    rate = 48000
+    x = np.random.default_rng(5).standard_normal((rate, 2)) * 0.3  # float64 frames
+    exact = limiter.block_peaks(x, rate)
+    stored = limiter.block_peaks(x, rate, out=np.zeros(exact.size, np.float32), chunk=5000)
+    assert (stored.astype(np.float64) >= exact).all()
+    assert (stored.astype(np.float64) <= exact * (1 + 2**-22)).all()  # at most one float32 step
