@@ -5,18 +5,23 @@ limiting (1-6 passes) -> verifying (re-level with a lower limit if
 libebur128 still reads a peak over the ceiling). Loudness and peaks are judged by
 libebur128 (``bridge.dsp.loudness``); the ceiling is held by the
 oversampled look-ahead limiter in ``bridge.dsp.limiter``.
+
+Memory stays bounded however long the file: every stage walks it in chunks
+(``bridge.dsp.chunks``). The EQ'd (and matched) mix and the result are job
+arrays from ``ctx.array`` (float32, disk-backed when large); the limiter
+keeps one peak per 0.5 ms block; each loudness pass meters "mix x gain
+curve" chunk by chunk without storing it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
 from ..core.engine import Audio, Engine, EngineKind, InputSpec, Output, Param, RunContext, RunResult
 from ..core.errors import InvalidArgument
-from ..dsp import limiter, loudness, match
+from ..dsp import chunks, limiter, loudness, match
 
 # name -> (integrated loudness target in LUFS, true-peak ceiling in dBTP)
 PRESETS = {
@@ -69,11 +74,17 @@ def resolve(values: dict) -> dict:
 
 @dataclass
 class _Leveled:
-    samples: np.ndarray
-    gain_db: float
+    """The accepted loudness pass: its limiter (static gain included) and trim."""
+
+    curve: limiter.GainCurve
+    trim_db: float
     passes: int
-    stats: limiter.LimiterStats
     warnings: list = field(default_factory=list)
+    stats: limiter.LimiterStats | None = None  # filled in when rendered
+
+    @property
+    def gain_db(self) -> float:
+        return self.curve.gain_db + self.trim_db
 
 
 class MasterEngine(Engine):
@@ -81,7 +92,7 @@ class MasterEngine(Engine):
 
     name = "master"
     kind = EngineKind.DSP
-    version = "1"
+    version = "2"  # 2: chunked, float32 intermediates
     description = (
         "Masters a mix to a loudness target (streaming -14 LUFS, Apple -16, EBU R128 -23, "
         "ATSC A/85 -24) with gentle EQ and glue compression, optional matching of a "
@@ -114,7 +125,7 @@ class MasterEngine(Engine):
         audio = inputs["audio"]
         rate = int(audio.sample_rate)
         ctx.progress(0.0, "analysing")
-        source = loudness.check_content(audio.samples, rate, "audio").astype(np.float64)
+        source = loudness.check_content(audio.samples, rate, "audio")
         before = loudness.measure(source, rate)
         loudness.require_defined_loudness(before.integrated_lufs, source.shape[0], rate, "audio")
         report = {"preset": plan["preset"], "before": before.to_dict()}
@@ -125,21 +136,11 @@ class MasterEngine(Engine):
         ceiling = plan["ceiling_dbtp"]
         ctx.check()
 
-        work = source
-        if plan.get("eq", True):
-            ctx.progress(0.1, "eq")
-            work = _eq_and_glue(work, rate, before.integrated_lufs, plan.get("glue", 0.5))
-            report["eq"] = {"glue": plan.get("glue", 0.5)}
-            ctx.check()
-        if reference is not None:
-            ctx.progress(0.2, "matching reference")
-            curve = match.design_curve(work, reference, rate)
-            work = match.apply_fir(work, curve.taps)
-            report["reference"]["match"] = curve.summary()
-            ctx.check()
-
-        dtype = audio.samples.dtype if audio.samples.dtype == np.float32 else np.float64
-        leveled, out, after, fixes = _level_and_verify(work, rate, target, ceiling, dtype, ctx)
+        work = _shape(source, rate, before.integrated_lufs, plan, reference, report, ctx)
+        # Unshaped, the mix is the source: its loudness is already known.
+        start = before.integrated_lufs if work is source else None
+        out = _output(work, source, audio.samples.dtype, ctx)
+        leveled, after, fixes = _level_and_verify(work, rate, target, ceiling, out, ctx, start)
         warnings = leveled.warnings + _final_warnings(after, target, ceiling)
         report.update(
             target_lufs=round(target, 3),
@@ -162,33 +163,79 @@ class MasterEngine(Engine):
 
     @staticmethod
     def _reference(ref: Audio | None, rate: int, report: dict) -> np.ndarray | None:
-        """Check and measure the reference; return it at the input's rate."""
+        """Check and measure the reference; return its average spectrum at the input's rate."""
         if ref is None:
             return None
         ref_rate = int(ref.sample_rate)
-        samples = loudness.check_content(ref.samples, ref_rate, "reference").astype(np.float64)
+        samples = loudness.check_content(ref.samples, ref_rate, "reference")
         measured = loudness.measure(samples, ref_rate)
         loudness.require_defined_loudness(
             measured.integrated_lufs, samples.shape[0], ref_rate, "reference"
         )
         report["reference"] = measured.to_dict() | {"sample_rate": ref_rate}
         if ref_rate != rate:
-            # Only its spectrum is used at our rate; loudness was read at its own.
-            from scipy.signal import resample_poly
-
-            ratio = Fraction(rate, ref_rate)
-            samples = resample_poly(samples, ratio.numerator, ratio.denominator, axis=0)
+            # Only its spectrum is used at our rate (resampled chunk by chunk
+            # into the estimate); loudness was read at its own.
             report["reference"]["resampled_to"] = rate
-        return samples
+        return match.reference_spectrum(samples, ref_rate, rate)[1]
 
 
-def _eq_and_glue(samples: np.ndarray, rate: int, lufs: float, glue: float) -> np.ndarray:
-    """Gentle tonal shaping and glue compression with pedalboard.
+def _shape(source, rate, lufs, plan, reference, report, ctx) -> np.ndarray:
+    """EQ/glue and reference matching; returns the mix to level (``source`` if neither)."""
+    work, spectrum = source, None
+    if reference is not None:
+        spectrum = match.Spectrum(rate, match.segment_for(rate, source.shape[0]))
+    if plan.get("eq", True):
+        ctx.progress(0.1, "eq")
+        work = _eq_and_glue(source, rate, lufs, plan.get("glue", 0.5), ctx, spectrum)
+        report["eq"] = {"glue": plan.get("glue", 0.5)}
+        ctx.check()
+    elif spectrum is not None:
+        for start, stop in chunks.spans(source.shape[0]):
+            spectrum.add(chunks.read(source, start, stop))
+    if reference is not None:
+        ctx.progress(0.2, "matching reference")
+        freqs, power = spectrum.result()
+        curve = match.curve_from_spectra(freqs, power, reference, rate)
+        # The EQ'd mix is ours to overwrite; the caller's source is not.
+        dst = ctx.array(*work.shape) if work is source else work
+        work = match.apply_fir_into(work, curve.taps, dst, check=ctx.check)
+        report["reference"]["match"] = curve.summary()
+        ctx.check()
+    return work
+
+
+def _eq_and_glue(source, rate: int, lufs: float, glue: float, ctx: RunContext,
+                 spectrum: match.Spectrum | None = None) -> np.ndarray:
+    """Gentle tonal shaping and glue compression with pedalboard, chunk by chunk.
 
     The material is brought to GLUE_LEVEL_LUFS first so the compressor's
     fixed threshold acts the same on a whisper-quiet or a hot mix, and the
     level is restored afterwards (the loudness stage sets the final level).
+    The board keeps its filter and compressor state across chunks
+    (``reset=False``), which gives exactly the whole-file result.
+
+    Returns:
+        The shaped mix, a float32 job array (disk-backed when large); fed
+        to ``spectrum`` too when given (reference matching needs it).
     """
+    board = _board(rate, glue)
+    pre = 10.0 ** ((GLUE_LEVEL_LUFS - lufs) / 20.0)
+    out = ctx.array(*source.shape)
+    for start, stop in chunks.spans(source.shape[0]):
+        if start:
+            ctx.check()
+        planar = np.ascontiguousarray((chunks.read(source, start, stop) * pre).T, dtype=np.float32)
+        processed = board(planar, float(rate), reset=start == 0)
+        # These filters and the compressor have no latency: each chunk comes back whole.
+        shaped = _fit_length(processed.T.astype(np.float64) / pre, stop - start)
+        if spectrum is not None:
+            spectrum.add(shaped)
+        out[start:stop] = shaped
+    return out
+
+
+def _board(rate: int, glue: float):
     import pedalboard as pb
 
     ratio = 1.0 + 2.0 * glue
@@ -200,11 +247,7 @@ def _eq_and_glue(samples: np.ndarray, rate: int, lufs: float, glue: float) -> np
     ])
     if glue > 0:
         board.append(pb.Compressor(threshold_db=-26.0, ratio=ratio, attack_ms=30.0, release_ms=250.0))
-    pre = 10.0 ** ((GLUE_LEVEL_LUFS - lufs) / 20.0)
-    planar = np.ascontiguousarray((samples * pre).T, dtype=np.float32)
-    processed = board(planar, float(rate), reset=True)
-    out = processed.T.astype(np.float64) / pre
-    return _fit_length(out, samples.shape[0])
+    return board
 
 
 def _fit_length(samples: np.ndarray, frames: int) -> np.ndarray:
@@ -215,7 +258,16 @@ def _fit_length(samples: np.ndarray, frames: int) -> np.ndarray:
     return np.concatenate([samples, pad])
 
 
-def _level_and_verify(samples, rate, target, ceiling, dtype, ctx):
+def _output(work: np.ndarray, source: np.ndarray, dtype, ctx: RunContext) -> np.ndarray:
+    """The result array: float32 input stays float32 (a job array, disk-backed when
+    large), anything else becomes float64. A shaped float32 mix is the engine's
+    own and is overwritten by the result, which saves a file-length array."""
+    if dtype != np.float32:
+        return np.zeros(work.shape)
+    return ctx.array(*work.shape) if work is source else work
+
+
+def _level_and_verify(work, rate, target, ceiling, out, ctx, start=None):
     """Level and limit, then verify with libebur128; re-level if a peak is over.
 
     The limiter's detector and libebur128's interpolator differ (libebur128
@@ -223,58 +275,75 @@ def _level_and_verify(samples, rate, target, ceiling, dtype, ctx):
     the limiter's own ceiling is lowered by the overshoot and the loudness
     iteration runs again, so the loudness target still holds.
 
+    Args:
+        out: where the result goes (``work`` itself is allowed: it is then
+            metered first and written once accepted).
+        start: the mix's integrated loudness when already measured.
+
     Returns:
-        (_Leveled, output samples in ``dtype``, final Measurement, re-runs).
+        (_Leveled, final Measurement of ``out``, re-runs).
     """
     ctx.progress(0.3, "loudness")
-    envelope = limiter.peak_envelope(samples, rate)
-    start = loudness.integrated_loudness(samples, rate)
+    peaks = _block_peaks(work, rate, ctx)
+    if start is None:
+        start = loudness.integrated_loudness(work, rate)
     allowed = ceiling - VERIFY_MARGIN_DB
     limit_db = ceiling - LIMIT_MARGIN_DB
     for reruns in range(3):
-        leveled = _level(samples, envelope, start, rate, target, limit_db, ctx)
+        leveled = _level(work, peaks, start, rate, target, limit_db, ctx)
         ctx.progress(0.9, "verifying")
-        out = leveled.samples.astype(dtype)
-        after = loudness.measure(out, rate)
+        # Over work itself, meter only: the mix is still needed if this is re-run.
+        after = _render(work, leveled, out, rate, ctx, write=out is not work)
         if after.true_peak_dbtp <= allowed:
-            return leveled, out, after, reruns
+            break
         limit_db -= after.true_peak_dbtp - allowed + 0.02
-    out, after, _ = _verify(out, rate, ceiling)
-    return leveled, out, after, reruns + 1
+    if out is work:  # metered exactly as it is written now
+        _render(work, leveled, out, rate, ctx, meter=False)
+    if after.true_peak_dbtp > allowed:
+        _, after, _ = _verify(out, rate, ceiling, after)
+        reruns += 1
+    return leveled, after, reruns
+
+
+def _block_peaks(work: np.ndarray, rate: int, ctx: RunContext) -> np.ndarray:
+    """The limiter's block peaks; float32 (a job array) when the mix is float32,
+    whose values it then holds exactly."""
+    nblocks = -(-work.shape[0] // limiter.block_frames(rate))
+    out = ctx.array(nblocks, 1)[:, 0] if work.dtype == np.float32 else np.zeros(nblocks)
+    return limiter.block_peaks(work, rate, out, check=ctx.check)
 
 
 def _level(
-    samples: np.ndarray,
-    envelope: np.ndarray,
+    work: np.ndarray,
+    peaks: np.ndarray,
     start: float,
     rate: int,
     target: float,
     limit_db: float,
     ctx: RunContext,
 ) -> _Leveled:
-    """Gain to ``target`` and limit to ``ceiling``, iterating until loudness lands.
+    """Gain to ``target`` and limit to ``limit_db``, iterating until loudness lands.
 
     Limiting removes loudness, so each pass measures the limited result and
     corrects the gain with a secant step (the loudness-vs-gain slope falls
     below 1 as limiting deepens). Passes aim AIM_OVER_LU above the target and
-    a final scalar trim lands exactly on it: a cut never raises a peak.
+    a final scalar trim lands exactly on it: a cut never raises a peak. The
+    trim is taken from the last pass measured, with that pass's gain.
     """
     aim = target + AIM_OVER_LU
     gain, history = aim - start, []
     for passes in range(1, MAX_PASSES + 1):
         ctx.check()
         ctx.progress(0.35 + 0.5 * passes / (MAX_PASSES + 1), "limiting")
-        reduction = limiter.gain_curve(envelope, rate, limit_db, gain_db=gain)
-        lufs = _loudness_with(samples, rate, gain, reduction)
+        curve = limiter.GainCurve(peaks, work.shape[0], rate, limit_db, gain_db=gain)
+        lufs = _loudness_with(work, rate, curve, ctx)
         history.append((gain, lufs))
         if target <= lufs <= target + ACCEPT_OVER_LU:
             break
         gain = _next_gain(history, aim)
     trim = target - lufs
     if trim > 0:  # short of the target: raise only if the ceiling allows it
-        peak = float(np.max(envelope * limiter.db_to_gain(gain - reduction)))
-        trim = min(trim, limit_db - loudness.to_db(peak))
-    out = limiter.apply_gain(samples, gain - reduction + trim)
+        trim = min(trim, limit_db - loudness.to_db(_peak_with(work, rate, curve, ctx)))
     warnings = []
     if lufs + trim < target - 0.05:
         warnings.append(
@@ -282,16 +351,63 @@ def _level(
             f"after {passes} limiter passes; the material cannot get louder under a "
             f"{limit_db:.2f} dBTP limit without more limiting"
         )
-    stats = limiter.LimiterStats(
-        max_reduction_db=float(reduction.max()),
-        limited_fraction=float(np.mean(reduction > 0.1)),
-    )
-    return _Leveled(out, gain + trim, passes, stats, warnings)
+    return _Leveled(curve, trim, passes, warnings)
 
 
-def _loudness_with(samples: np.ndarray, rate: int, gain_db: float, reduction: np.ndarray) -> float:
-    """Integrated loudness of the signal after gain and limiting."""
-    return loudness.integrated_loudness(limiter.apply_gain(samples, gain_db - reduction), rate)
+def _limited(work: np.ndarray, curve: limiter.GainCurve, start: int, stop: int,
+             trim_db: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``[start, stop)`` after gain, limiting and trim (float64), and the
+    limiter's attenuation there."""
+    reduction = curve.span(start, stop)
+    gains = limiter.db_to_gain(curve.gain_db - reduction + trim_db)
+    return chunks.read(work, start, stop) * gains[:, None], reduction
+
+
+def _loudness_with(work: np.ndarray, rate: int, curve: limiter.GainCurve, ctx: RunContext) -> float:
+    """Integrated loudness of the signal after gain and limiting (never stored)."""
+    meter = loudness.Meter(work.shape[1], rate, full=False)
+    for start, stop in chunks.spans(work.shape[0]):
+        if start:
+            ctx.check()
+        meter.add(_limited(work, curve, start, stop)[0])
+    return meter.integrated()
+
+
+def _peak_with(work: np.ndarray, rate: int, curve: limiter.GainCurve, ctx: RunContext) -> float:
+    """Highest envelope peak after gain and limiting, by the limiter's detector."""
+    peak = 0.0
+    for start, stop in chunks.spans(work.shape[0]):
+        if start:
+            ctx.check()
+        envelope = limiter.envelope_span(work, rate, start, stop)
+        gains = limiter.db_to_gain(curve.gain_db - curve.span(start, stop))
+        peak = max(peak, float(np.max(envelope * gains, initial=0.0)))
+    return peak
+
+
+def _render(work, leveled: _Leveled, out: np.ndarray, rate: int, ctx: RunContext,
+            write: bool = True, meter: bool = True) -> loudness.Measurement | None:
+    """Compute the result chunk by chunk in ``out``'s dtype: write it into ``out``,
+    meter it with libebur128, or both; set ``leveled.stats``.
+
+    Returns:
+        The Measurement of exactly these samples (None when not metered).
+    """
+    full = loudness.Meter(work.shape[1], rate, full=True) if meter else None
+    deepest, limited = 0.0, 0
+    for start, stop in chunks.spans(work.shape[0]):
+        if start:
+            ctx.check()
+        block, reduction = _limited(work, leveled.curve, start, stop, leveled.trim_db)
+        block = block.astype(out.dtype)
+        if write:
+            out[start:stop] = block
+        if full is not None:
+            full.add(block)
+        deepest = max(deepest, float(reduction.max(initial=0.0)))
+        limited += int(np.count_nonzero(reduction > 0.1))
+    leveled.stats = limiter.LimiterStats(deepest, limited / max(work.shape[0], 1))
+    return full.measurement() if full is not None else None
 
 
 def _next_gain(history: list, aim: float) -> float:
@@ -307,21 +423,28 @@ def _next_gain(history: list, aim: float) -> float:
     return gain + max(min(step, 24.0), -24.0)
 
 
-def _verify(samples: np.ndarray, rate: int, ceiling: float) -> tuple[np.ndarray, loudness.Measurement, bool]:
+def _verify(samples: np.ndarray, rate: int, ceiling: float,
+            measured: loudness.Measurement | None = None) -> tuple[np.ndarray, loudness.Measurement, bool]:
     """Last resort: measure with libebur128 and cut the whole clip if over.
 
     A scalar gain scales libebur128's true-peak reading exactly, so one cut
     always lands under the ceiling (at the price of a little loudness).
-    ``samples`` must already have the output's dtype.
+    ``samples`` must already have the output's dtype; a cut is applied to
+    it in place, chunk by chunk (it is the engine's own result array).
+
+    Args:
+        measured: ``samples``' Measurement when already known.
 
     Returns:
         (samples, final measurement, whether a cut was applied).
     """
-    after = loudness.measure(samples, rate)
+    after = measured or loudness.measure(samples, rate)
     allowed = ceiling - VERIFY_MARGIN_DB
     if after.true_peak_dbtp <= allowed:
         return samples, after, False
-    samples = limiter.apply_gain(samples, allowed - 0.005 - after.true_peak_dbtp)
+    gain = limiter.db_to_gain(allowed - 0.005 - after.true_peak_dbtp).astype(samples.dtype)
+    for start, stop in chunks.spans(samples.shape[0]):
+        samples[start:stop] *= gain
     return samples, loudness.measure(samples, rate), True
 
 

@@ -258,3 +258,55 @@ def test_verify_pulls_an_overshoot_under_the_ceiling(music):
     assert ebur128(out, rate)[1] <= -1.0
     assert after.true_peak_dbtp <= -1.0
     assert out.shape == hot.shape
+
+
+# -- chunked == whole -------------------------------------------------------------------------
+# Every stage walks the file in chunks of bridge.dsp.chunks.CHUNK_FRAMES; one chunk as long as
+# the file is the whole-array computation. Odd chunk sizes put boundaries inside limiter blocks,
+# look-ahead ramps, Welch segments and the FIR's reach.
+
+def run_chunked(monkeypatch, chunk, engine, x, rate, reference=None, **params):
+    from bridge.dsp import chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_FRAMES", chunk)
+    return master(engine, x, rate, reference, **params)
+
+
+@pytest.mark.parametrize("eq,with_reference,dtype", [
+    (True, True, np.float64), (False, True, np.float32), (True, False, np.float32),
+    (False, False, np.float64)])
+def test_chunked_master_equals_one_chunk(music, engine, monkeypatch, eq, with_reference, dtype):
+    x, rate = bach(music, 44100, 2, SECONDS)
+    x = (x * 10 ** (12 / 20)).astype(dtype)  # hot: the limiter works hard
+    reference = None
+    if with_reference:
+        ref, ref_rate = bach(music, 48000, 2, 12)
+        reference = (ref[:, ::-1].copy(), ref_rate)
+    whole, whole_report = run_chunked(monkeypatch, 1 << 30, engine, x, rate, reference, eq=eq)
+    parts, parts_report = run_chunked(monkeypatch, 9001, engine, x, rate, reference, eq=eq)
+    assert parts.samples.dtype == whole.samples.dtype == dtype
+    assert np.abs(parts.samples - whole.samples).max() < 1e-5
+    assert parts_report["limiter"]["passes"] == whole_report["limiter"]["passes"]
+    assert parts_report["limiter"]["max_reduction_db"] == whole_report["limiter"]["max_reduction_db"]
+    for key in ("integrated_lufs", "true_peak_dbtp"):
+        assert parts_report["after"][key] == pytest.approx(whole_report["after"][key], abs=2e-3)
+    check_master(x, rate, parts, parts_report, parts_report["target_lufs"], -1)  # a reference sets it
+
+
+def test_pedalboard_across_chunks_equals_the_whole_file(music, monkeypatch):
+    import pedalboard as pb
+
+    from bridge.dsp import chunks
+    from bridge.engines.master import GLUE_LEVEL_LUFS, _board, _eq_and_glue
+
+    x, rate = bach(music, 48000, 2, SECONDS)
+    x = x * np.linspace(0.2, 3.0, x.shape[0])[:, None]  # the compressor's state matters
+    lufs = ebur128(x, rate)[0]
+    pre = 10 ** ((GLUE_LEVEL_LUFS - lufs) / 20)
+    board = _board(rate, 1.0)
+    assert isinstance(board[-1], pb.Compressor)
+    whole = board(np.ascontiguousarray((x * pre).T, dtype=np.float32), float(rate), reset=True)
+    expected = (whole.T.astype(np.float64) / pre).astype(np.float32)
+    monkeypatch.setattr(chunks, "CHUNK_FRAMES", 7777)
+    got = _eq_and_glue(x, rate, lufs, 1.0, RunContext())
+    np.testing.assert_array_equal(got, expected)  # reset=False carries every filter's state
