@@ -11,16 +11,23 @@ Memory stays bounded however long the file: every stage walks it in chunks
 arrays from ``ctx.array`` (float32, disk-backed when large); the limiter
 keeps one peak per 0.5 ms block; each loudness pass meters "mix x gain
 curve" chunk by chunk without storing it.
+
+A target the material cannot reach (a DC offset or infrasonic energy, which
+take up peak headroom but carry no loudness; dynamics the ceiling cannot
+squeeze that far) fails the job before anything is written, unless the
+caller passes ``best_effort``: then the loudest result the ceiling allows is
+delivered with a warning.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.engine import Audio, Engine, EngineKind, InputSpec, Output, Param, RunContext, RunResult
-from ..core.errors import InvalidArgument
+from ..core.errors import InvalidArgument, MediaError
 from ..dsp import chunks, limiter, loudness, match
 
 # name -> (integrated loudness target in LUFS, true-peak ceiling in dBTP)
@@ -43,6 +50,8 @@ MAX_PASSES = 6
 MIN_HEADROOM_DB = 4.0
 # Level the glue compressor sees, so its threshold means the same for any input.
 GLUE_LEVEL_LUFS = -20.0
+# Farther than this from the target, the target counts as missed.
+TARGET_TOLERANCE_LU = 0.1
 
 
 def resolve(values: dict) -> dict:
@@ -92,7 +101,7 @@ class MasterEngine(Engine):
 
     name = "master"
     kind = EngineKind.DSP
-    version = "2"  # 2: chunked, float32 intermediates
+    version = "2"  # 2: chunked (float32 intermediates); unreachable targets fail
     description = (
         "Masters a mix to a loudness target (streaming -14 LUFS, Apple -16, EBU R128 -23, "
         "ATSC A/85 -24) with gentle EQ and glue compression, optional matching of a "
@@ -110,6 +119,8 @@ class MasterEngine(Engine):
               "compression before the loudness stage."),
         Param("glue", "float", 0.5, "Glue compression amount (0 = none, 1 = about 3:1).",
               minimum=0.0, maximum=1.0),
+        Param("best_effort", "bool", False, "Deliver the loudest result the ceiling allows "
+              "when the target cannot be reached, instead of failing."),
     )
     inputs = (
         InputSpec("audio", description="The mix to master (1 to 8 channels)."),
@@ -141,7 +152,12 @@ class MasterEngine(Engine):
         start = before.integrated_lufs if work is source else None
         out = _output(work, source, audio.samples.dtype, ctx)
         leveled, after, fixes = _level_and_verify(work, rate, target, ceiling, out, ctx, start)
-        warnings = leveled.warnings + _final_warnings(after, target, ceiling)
+        reason = ""
+        if _missed(after, target):
+            reason, fix = _why_missed(source, before, after, target, ceiling)
+            if not plan.get("best_effort"):
+                raise MediaError(_missed_message(after, target, ceiling, reason, fix))
+        warnings = leveled.warnings + _final_warnings(after, target, ceiling, reason)
         report.update(
             target_lufs=round(target, 3),
             ceiling_dbtp=round(ceiling, 3),
@@ -448,12 +464,59 @@ def _verify(samples: np.ndarray, rate: int, ceiling: float,
     return samples, loudness.measure(samples, rate), True
 
 
-def _final_warnings(after: loudness.Measurement, target: float, ceiling: float) -> list:
+def _missed(after: loudness.Measurement, target: float) -> bool:
+    """Whether the final loudness is farther than the tolerance from the target."""
+    return not abs(after.integrated_lufs - target) <= TARGET_TOLERANCE_LU
+
+
+def _why_missed(source, before, after, target: float, ceiling: float) -> tuple[str, str]:
+    """The likely reason a target was missed (from one more pass over the source),
+    and what would fix it."""
+    sums, squares = 0.0, 0.0
+    for start, stop in chunks.spans(source.shape[0]):
+        block = chunks.read(source, start, stop)
+        sums = sums + block.sum(axis=0)
+        squares = squares + np.square(block).sum(axis=0)
+    frames = max(source.shape[0], 1)
+    power = float(np.sum(squares)) / frames  # summed over channels, as BS.1770 does
+    dc_share = float(np.sum((sums / frames) ** 2)) / power if power > 0 else 0.0
+    unweighted = -0.691 + 10.0 * math.log10(power) if power > 0 else -math.inf
+    cleanup = "Remove the DC offset or rumble (e.g. re-export it through a high-pass)"
+    if dc_share > 0.5:
+        return (f"{dc_share:.0%} of the input's energy is a DC offset (a constant level), which "
+                "takes up peak headroom but carries no loudness, and what is audible is too "
+                "little to bring to the target under the ceiling"), cleanup
+    if unweighted - before.integrated_lufs > 10.0:
+        return (f"most of the input's energy is infrasonic (below about 20 Hz: it reads "
+                f"{unweighted - before.integrated_lufs:.0f} dB louder unweighted than "
+                "K-weighted), which takes up peak headroom but carries no loudness"), cleanup
+    return (f"the material is too dynamic for this target under the ceiling: even limited, "
+            f"its peaks stand {after.true_peak_dbtp - after.integrated_lufs:.1f} dB above its "
+            f"loudness, and a {target:g} LUFS target under a {ceiling:g} dBTP ceiling leaves "
+            f"{ceiling - target:g} dB"), "Compress it first, raise 'ceiling'"
+
+
+def _missed_message(after: loudness.Measurement, target: float, ceiling: float,
+                    reason: str, fix: str) -> str:
+    miss = after.integrated_lufs - target
+    return (
+        f"audio did NOT reach the {target:g} LUFS target: mastered under the {ceiling:g} dBTP "
+        f"ceiling it measures {after.integrated_lufs:.2f} LUFS, {abs(miss):.2f} LU "
+        f"{'short of' if miss < 0 else 'over'} it (at most {TARGET_TOLERANCE_LU:g} LU is "
+        f"allowed). Likely reason: {reason}. Nothing was written. {fix}, lower the target with "
+        "'lufs', or pass best_effort=true to get the loudest result the ceiling allows."
+    )
+
+
+def _final_warnings(after: loudness.Measurement, target: float, ceiling: float,
+                    reason: str = "") -> list:
     warnings = []
-    if abs(after.integrated_lufs - target) > 0.1:
+    if _missed(after, target):
         warnings.append(
-            f"final loudness {after.integrated_lufs:.2f} LUFS is "
-            f"{after.integrated_lufs - target:+.2f} LU from the {target:g} LUFS target"
+            f"target not reached: final loudness {after.integrated_lufs:.2f} LUFS is "
+            f"{after.integrated_lufs - target:+.2f} LU from the {target:g} LUFS target "
+            f"(best_effort: the loudest result the {ceiling:g} dBTP ceiling allows)"
+            + (f"; likely reason: {reason}" if reason else "")
         )
     if after.true_peak_dbtp > ceiling:
         warnings.append(f"true peak {after.true_peak_dbtp:.2f} dBTP is over the {ceiling:g} dBTP ceiling")
