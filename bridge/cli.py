@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, ENV_TOKEN, Config, \
-    socket_default, state_dir_default
+    osc_socket_default, socket_default, state_dir_default
 from . import __version__
 from .core.errors import BridgeError
 
@@ -222,6 +222,13 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="OSC UDP+TCP HOST:PORT ('' = off)")
     p.add_argument("--osc-allow", action="append", default=[], metavar="HOST",
                    help="a non-loopback OSC peer allowed to send (repeatable)")
+    p.add_argument("--osc-socket", default=None, metavar="PATH",
+                   help=f"OSC unix datagram socket, mode 0600: liblo's osc.unix://PATH, for one-shot "
+                        f"senders such as oscsend ('' = off; default: {osc_socket_default() or 'off'} "
+                        f"unless --osc '')")
+    p.add_argument("--osc-trust-loopback", action="store_true",
+                   help="serve every loopback OSC UDP/TCP sender without checking that it is your "
+                        "user's (single-user machines; needed on macOS and Windows, which cannot tell)")
     p.add_argument("--state-dir", default=str(state_dir_default()),
                    help="job records, cache, uploads")
     p.add_argument("--media-root", action="append", default=[], metavar="DIR",
@@ -246,6 +253,9 @@ def config_from_args(args) -> Config:
         state_dir=Path(args.state_dir).expanduser(),
         media_roots=[Path(r).expanduser() for r in args.media_root] or [Path.home()],
         grpc=args.grpc, socket=args.socket, osc=args.osc, osc_allow=args.osc_allow,
+        osc_socket=(args.osc_socket if args.osc_socket is not None
+                    else osc_socket_default() if args.osc else ""),
+        osc_trust_loopback=args.osc_trust_loopback,
         token=token, keep_alive=args.keep_alive, memory_budget=args.memory_budget,
         preload=args.preload, queue_capacity=args.queue, output_retention=args.keep_outputs,
         cache_bytes=args.cache_size)

@@ -44,10 +44,12 @@ class Daemon:
         try:
             self.grpc = GrpcServers(self.service, self.config.grpc, self.config.socket,
                                     self.config.token)
-            if self.config.osc:
+            if self.config.osc or self.config.osc_socket:
                 from .transport.osc_server import OscServer
 
-                self.osc = OscServer(self.service, self.config.osc, self.config.osc_allow)
+                self.osc = OscServer(self.service, self.config.osc, self.config.osc_allow,
+                                     socket_path=self.config.osc_socket,
+                                     trust_loopback=self.config.osc_trust_loopback)
         except BaseException:
             if self.grpc:
                 self.grpc.stop(0)
@@ -69,7 +71,8 @@ class Daemon:
             "pid": os.getpid(),
             "grpc": f"{host}:{self.grpc.tcp_port}" if self.config.grpc else "",
             "socket": f"unix://{self.config.socket}" if self.config.socket else "",
-            "osc": f"{osc_host}:{self.osc.port}" if self.osc else "",
+            "osc": f"{osc_host}:{self.osc.port}" if self.osc and self.config.osc else "",
+            "osc_socket": self.config.osc_socket if self.osc else "",
             "state_dir": str(self.config.state_dir),
         }
 

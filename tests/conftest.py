@@ -44,13 +44,21 @@ class DaemonProc:
     def osc_port(self) -> int:
         return int(self.info["osc"].rpartition(":")[2])
 
+    @property
+    def osc_socket(self) -> str:
+        """The OSC unix socket's path (liblo: osc.unix://PATH)."""
+        return self.info["osc_socket"]
+
     def start(self, timeout: float = 20.0) -> "DaemonProc":
         info_path = self.state_dir / "daemon.json"
         if info_path.exists():
             info_path.unlink()
         cmd = [sys.executable, "-m", "bridge", "serve", "--grpc", "127.0.0.1:0",
                "--socket", self.socket, "--osc", "127.0.0.1:0", "--state-dir", str(self.state_dir),
-               "--media-root", str(self.media), "--log-level", "WARNING", *self.extra]
+               "--media-root", str(self.media), "--log-level", "WARNING",
+               *([] if "--osc-socket" in self.extra  # beside the gRPC socket, not the user's own
+                 else ["--osc-socket", str(Path(self.socket).with_suffix(".osc"))]),
+               *self.extra]
         self.log = open(self.state_dir.parent / "daemon.log", "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -32,6 +32,13 @@ def socket_default() -> Path:
     return state_dir_default() / "studio-bridge.sock"
 
 
+def osc_socket_default() -> str:
+    """The OSC unix socket's default path, beside the gRPC socket ("" on Windows: no unix datagrams)."""
+    if os.name == "nt":
+        return ""
+    return str(socket_default().with_name("studio-bridge.osc"))
+
+
 def default_addr() -> str:
     """Where clients look when neither --addr nor STUDIO_BRIDGE_ADDR is set."""
     return f"unix://{socket_default()}"
@@ -51,6 +58,10 @@ class Config:
     socket: str = field(default_factory=lambda: str(socket_default()))
     osc: str = f"127.0.0.1:{DEFAULT_OSC_PORT}"
     osc_allow: list[str] = field(default_factory=list)
+    # OSC over a unix datagram socket (mode 0600: the file mode is the guard), or "" for off.
+    osc_socket: str = field(default_factory=osc_socket_default)
+    # Serve every loopback UDP/TCP OSC sender without looking up whose socket it is.
+    osc_trust_loopback: bool = False
     token: str = ""
     keep_alive: float = 300.0
     memory_budget: int | None = None

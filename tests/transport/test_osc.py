@@ -1,12 +1,16 @@
 """The OSC transport driven by liblo's real `oscsend` / `oscdump` and by python-osc.
 
-oscdump listens on a UDP port the daemon is told about with
-/bridge/reply_port; everything the daemon answers is read back from oscdump's
-line-buffered output. Results are judged with libebur128 (pyebur128).
+oscsend talks to the daemon's unix socket (`osc.unix://PATH`): a one-shot
+sender over UDP is gone before the daemon can see whose it was, and is refused
+(see test_osc_users.py). oscdump listens on a UDP port the daemon is told
+about with /bridge/reply_port; everything the daemon answers is read back
+from oscdump's line-buffered output. Results are judged with libebur128
+(pyebur128).
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import shlex
 import shutil
@@ -21,6 +25,7 @@ import soundfile
 from pythonosc.udp_client import SimpleUDPClient
 
 from tests import loudness
+from tests.transport import oscwire
 from tests.conftest import running_daemon, write_tone
 from tests.music import cache_dir, have_renderer, render_bach
 
@@ -43,8 +48,11 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
-def oscsend(target: str | int, address: str, types: str = "", *args) -> None:
-    """Run liblo's oscsend; ``target`` is a UDP port on localhost or a liblo URL."""
+def oscsend(target, address: str, types: str = "", *args) -> None:
+    """Run liblo's oscsend; ``target`` is a daemon (its unix socket), a UDP port on localhost
+    or a liblo URL."""
+    if hasattr(target, "osc_socket"):
+        target = f"osc.unix://{target.osc_socket}"
     head = [str(target)] if isinstance(target, str) and "://" in target else ["localhost", str(target)]
     cmd = [OSCSEND, *head, address, *([types] if types else []), *map(str, args)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -113,11 +121,11 @@ def parse_dump_line(line: str) -> tuple[str, list] | None:
     return address, args
 
 
-def wait_for_pong(dump: OscDump, osc_port: int) -> None:
+def wait_for_pong(dump: OscDump, daemon) -> None:
     """Ping until oscdump prints the pong: proves the reply route is in place."""
     deadline = time.monotonic() + WAIT
     while True:
-        oscsend(osc_port, "/bridge/ping")
+        oscsend(daemon, "/bridge/ping")
         try:
             dump.expect("/bridge/pong", timeout=1.0)
             return
@@ -181,22 +189,22 @@ def song_in(folder: Path, music, name: str = "chorale.wav", seconds: float = 12.
 @pytest.fixture
 def dump(served):
     dump = OscDump()
-    oscsend(served.osc_port, "/bridge/reply_port", "i", dump.port)
-    wait_for_pong(dump, served.osc_port)
+    oscsend(served, "/bridge/reply_port", "i", dump.port)
+    wait_for_pong(dump, served)
     yield dump
     dump.close()
 
 
 # -- tests ---------------------------------------------------------------------------------
 def test_ping_pong(served, dump):
-    oscsend(served.osc_port, "/bridge/ping")
+    oscsend(served, "/bridge/ping")
     assert dump.expect("/bridge/pong", timeout=5) == []
 
 
 def test_master_over_udp(served, dump, music):
     song = song_in(served.media, music)
     out_dir = served.media / "osc-udp"
-    oscsend(served.osc_port, "/bridge/master", "sffs", song, -16.0, -1.5, out_dir)
+    oscsend(served, "/bridge/master", "sffs", song, -16.0, -1.5, out_dir)
     job_id, paths, messages = follow_job(dump)
     assert len(job_id) >= 8
     assert len(paths) == 1
@@ -214,10 +222,19 @@ def test_master_over_udp(served, dump, music):
 
 
 def test_master_over_tcp_replies_to_udp_reply_port(served, dump, music):
+    """A controller holding a TCP connection (python-osc, OSC 1.0 framing as liblo's): its
+    replies go to the UDP port it names, here oscdump's."""
+    from pythonosc.tcp_client import SimpleTCPClient
+
     song = song_in(served.media, music, "tcp-song.wav")
     out_dir = served.media / "osc-tcp"
-    oscsend(f"osc.tcp://localhost:{served.osc_port}", "/bridge/master", "sffs", song, -18.0, -2.0, out_dir)
-    job_id, paths, messages = follow_job(dump)
+    client = SimpleTCPClient("127.0.0.1", served.osc_port, mode="1.0")
+    try:
+        client.send_message("/bridge/reply_port", [dump.port])
+        client.send_message("/bridge/master", [str(song), -18.0, -2.0, str(out_dir)])
+        job_id, paths, messages = follow_job(dump)
+    finally:
+        client.close()
     path = Path(paths[0])
     assert path.parent == out_dir and path.is_file()
     lufs, peak = measure(path)
@@ -228,7 +245,7 @@ def test_master_over_tcp_replies_to_udp_reply_port(served, dump, music):
 def test_generic_submit_with_params(served, dump, music):
     song = song_in(served.media, music, "generic.wav")
     out_dir = served.media / "osc-submit"
-    oscsend(served.osc_port, "/bridge/submit", "sssssss", "master", song, out_dir,
+    oscsend(served, "/bridge/submit", "sssssss", "master", song, out_dir,
             "preset", "ebu-r128", "format", "wav16")
     job_id, paths, messages = follow_job(dump)
     path = Path(paths[0])
@@ -243,7 +260,7 @@ def test_generic_submit_with_params(served, dump, music):
 def test_generic_submit_numeric_params(served, dump, music):
     song = song_in(served.media, music, "numeric.wav")
     out_dir = served.media / "osc-numeric"
-    oscsend(served.osc_port, "/bridge/submit", "ssssfsfsi", "master", song, out_dir,
+    oscsend(served, "/bridge/submit", "ssssfsfsi", "master", song, out_dir,
             "lufs", -20.0, "ceiling", -3.0, "eq", 0)
     _, paths, _ = follow_job(dump)
     lufs, peak = measure(Path(paths[0]))
@@ -275,7 +292,7 @@ def test_errors_reply_and_daemon_keeps_serving(served, dump, music, address, typ
                 value = value.replace(key, real)
         return value
 
-    oscsend(served.osc_port, address, types, *map(subst, args))
+    oscsend(served, address, types, *map(subst, args))
     job_id, got_code, message = dump.expect("/bridge/error", timeout=10)
     assert job_id == ""  # refused before it became a job
     assert got_code == code, message
@@ -283,17 +300,17 @@ def test_errors_reply_and_daemon_keeps_serving(served, dump, music, address, typ
         assert word in message, f"{word!r} not in {message!r}"
     assert not out.exists() or not any(out.iterdir())
     # the daemon still works: a good job right after succeeds
-    oscsend(served.osc_port, "/bridge/master", "sffs", song, -16.0, -1.5, served.media / "osc-after")
+    oscsend(served, "/bridge/master", "sffs", song, -16.0, -1.5, served.media / "osc-after")
     _, paths, _ = follow_job(dump)
     assert Path(paths[0]).is_file()
 
 
 def test_bad_reply_port_is_refused(served, dump):
-    oscsend(served.osc_port, "/bridge/reply_port", "s", "nine")
+    oscsend(served, "/bridge/reply_port", "s", "nine")
     _, code, message = dump.expect("/bridge/error", timeout=10)
     assert code == "invalid_argument" and "port" in message
     # the old reply port still holds
-    oscsend(served.osc_port, "/bridge/ping")
+    oscsend(served, "/bridge/ping")
     dump.expect("/bridge/pong", timeout=5)
 
 
@@ -357,11 +374,11 @@ def test_sigterm_with_open_tcp_connection_exits_promptly(daemon):
 def test_cancel_running_job(served, dump):
     src = write_tone(served.media / "cancel-me.wav", 240.0, 48000, 2)  # seconds of work, not one
     out_dir = served.media / "osc-cancel"
-    oscsend(served.osc_port, "/bridge/master", "sffs", src, -16.0, -1.5, out_dir)
+    oscsend(served, "/bridge/master", "sffs", src, -16.0, -1.5, out_dir)
     job_id, _ = dump.expect("/bridge/job")
     # wait until it runs, then cancel it
     dump.expect("/bridge/progress", where=lambda a: a[0] == job_id)
-    oscsend(served.osc_port, "/bridge/cancel", "s", job_id)
+    oscsend(served, "/bridge/cancel", "s", job_id)
     deadline = time.monotonic() + WAIT
     while True:
         address, args = _next_for(dump, job_id, deadline)
@@ -371,8 +388,415 @@ def test_cancel_running_job(served, dump):
     assert args[1] == "cancelled", args
     assert not out_dir.exists() or [p.name for p in out_dir.iterdir()] == []
 
-    oscsend(served.osc_port, "/bridge/cancel", "s", "no-such-job")
+    oscsend(served, "/bridge/cancel", "s", "no-such-job")
     got_id, code, message = dump.expect("/bridge/error", timeout=10)
     assert (got_id, code) == ("no-such-job", "not_found")
     assert "no-such-job" in message
 
+
+
+# -- time tags, malformed packets, limits ------------------------------------------------
+class Sender:
+    """The daemon's own user's long-lived UDP socket: raw packets out, replies in."""
+
+    def __init__(self, daemon):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.target = ("127.0.0.1", daemon.osc_port)
+
+    def send(self, packet: bytes) -> None:
+        self.sock.sendto(packet, self.target)
+
+    def reply(self, timeout: float = 5.0) -> tuple[str, list, float]:
+        """(address, args, monotonic time it arrived) of the next reply."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"no reply within {timeout} s") from None
+        return (*oscwire.parse(data), time.monotonic())
+
+    def quiet(self, seconds: float) -> list:
+        """Replies that arrive within ``seconds`` (expected: none)."""
+        got, deadline = [], time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                got.append(oscwire.parse(self.sock.recv(65536)))
+            except socket.timeout:
+                break
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def sender(daemon):
+    sender = Sender(daemon)
+    yield sender
+    sender.close()
+
+
+def test_bundle_runs_at_its_time_tag(daemon, sender):
+    lateness = []
+    for _ in range(3):
+        due = time.time() + 1.0
+        sent = time.monotonic()
+        sender.send(oscwire.bundle(due, oscwire.message("/bridge/ping")))
+        address, args, arrived = sender.reply(timeout=5)
+        assert address == "/bridge/pong"
+        lateness.append(arrived - sent - 1.0)
+    lateness.sort()  # never early; on time but for a scheduling hiccup (2 cores, engines importing)
+    assert lateness[0] >= -0.005 and lateness[1] <= 0.05 and lateness[2] <= 0.3, f"pong vs tag: {lateness} s"
+    # a past time tag and "immediately" run at once
+    for when in (time.time() - 60, oscwire.IMMEDIATELY):
+        sent = time.monotonic()
+        sender.send(oscwire.bundle(when, oscwire.message("/bridge/ping")))
+        assert sender.reply(timeout=5)[0] == "/bridge/pong"
+        assert time.monotonic() - sent < 0.5
+
+
+def test_bundle_a_day_ahead_is_refused_with_the_limit(daemon, sender):
+    sender.send(oscwire.bundle(time.time() + 86400, oscwire.message("/bridge/ping")))
+    address, (job_id, code, message), _ = sender.reply()
+    assert (address, job_id, code) == ("/bridge/error", "", "invalid_argument")
+    assert "86400 s ahead" in message and "3600 s" in message and "closer to its time" in message
+    assert sender.quiet(0.5) == []  # and nothing of it runs
+
+
+def test_pending_bundles_are_bounded_and_do_not_hold_a_stop(daemon, sender):
+    """python-osc's own dispatcher slept in a handler thread until the time tag: a bundle for
+    later kept a SIGTERMed daemon serving until then (30 s here, or forever)."""
+    import signal
+
+    later = time.time() + 30
+    for _ in range(4):  # 4 x 64 = 256: the most that may wait
+        sender.send(oscwire.bundle(later, *[oscwire.message("/bridge/ping")] * 64))
+    sender.send(oscwire.bundle(later, oscwire.message("/bridge/ping")))
+    address, (_, code, message), _ = sender.reply()
+    assert (address, code) == ("/bridge/error", "invalid_argument")
+    assert "256 OSC messages already wait" in message and "at most 256" in message
+    sender.send(oscwire.bundle(time.time() + 86400 * 365, oscwire.message("/bridge/ping")))
+    assert sender.reply()[0] == "/bridge/error"
+    started = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    code = daemon.proc.wait(15)
+    elapsed = time.monotonic() - started
+    assert code == 0 and elapsed < 3.0, f"stop took {elapsed:.1f} s (exit {code})"
+    assert "dropped 256 OSC messages still waiting for their bundle's time tag" in daemon.read_log()
+
+
+@pytest.mark.parametrize("packet, words", [
+    (b"\xff\xfe garbage", ["neither an OSC message"]),
+    (oscwire.message("/bridge/master", "a", 1.0)[:-6], ["shorter than"]),
+    (oscwire.message("/bridge/ping", types="xyz"), ["argument type", "'x'"]),
+    (oscwire.string("/bridge/ping") + oscwire.string("sf"), ["type tag"]),
+    (oscwire.string("/bridge/\xe9".encode("latin-1")), ["not UTF-8"]),
+    (oscwire.message("/bridge/master", types="s") + b"\xc3\x28\0\0", ["not UTF-8"]),
+    (oscwire.message("/bridge/ping", types="[[i]") + b"\0\0\0\1", ["unbalanced"]),
+    (b"#bundle\0\0\0", ["bundle"]),
+    (oscwire.bundle(None, b"/x\0\0") + b"\0\0\0\x40", ["bundle"]),
+], ids=["random", "truncated", "unknown-type", "no-comma", "bad-utf8-address", "bad-utf8-arg",
+        "brackets", "short-bundle", "bad-element-size"])
+def test_malformed_packet_is_answered_not_traced(daemon, sender, packet, words):
+    sender.send(packet)
+    address, (job_id, code, message), _ = sender.reply()
+    assert (address, job_id, code) == ("/bridge/error", "", "invalid_argument")
+    assert message.startswith("malformed OSC packet"), message
+    for word in words:
+        assert word in message, message
+    sender.send(oscwire.message("/bridge/ping"))
+    assert sender.reply()[0] == "/bridge/pong"
+    assert "Traceback" not in daemon.read_log()
+
+
+def test_nested_bundles_and_huge_packets_are_refused(daemon, sender):
+    deep = oscwire.message("/bridge/ping")
+    for _ in range(2000):  # RecursionError in python-osc's OscBundle
+        deep = oscwire.bundle(None, deep)
+    sender.send(deep[:65000])
+    assert "nested more than 8 deep" in sender.reply()[1][2]
+    sender.send(oscwire.bundle(None, *[oscwire.message("/bridge/ping")] * 65))
+    assert "more than 64 messages" in sender.reply()[1][2]
+    sender.send(oscwire.message("/bridge/master", "x" * 60000, -14.0, -1.0, "y"))
+    address, (_, code, message), _ = sender.reply()
+    assert address == "/bridge/error" and len(message) <= 400 and "x" * 50 in message, message
+    log = daemon.read_log()
+    assert "Traceback" not in log and "RecursionError" not in log and len(log) < 4000
+
+
+def test_a_flood_of_one_kind_logs_one_line_and_a_count(daemon, sender):
+    import re
+
+    flood = Sender(daemon)  # its 500 answers are not read: they would crowd out the pong
+    try:
+        for batch in range(10):  # paced: the kernel holds only ~256 small datagrams for a socket
+            for _ in range(50):
+                flood.send(b"\x00\x01\x02\x03")
+            time.sleep(0.02)
+        for _ in range(10):  # while the daemon works through the backlog, the kernel may drop a ping
+            sender.send(oscwire.message("/bridge/ping"))
+            if [address for address, _ in sender.quiet(1.0)] == ["/bridge/pong"]:
+                break
+        else:
+            raise AssertionError("no pong after the flood")
+    finally:
+        flood.close()  # open till here: a packet read after its socket closed is refused, not parsed
+    daemon.stop()
+    lines = [line for line in daemon.read_log().splitlines() if "not-osc" in line]
+    assert len(lines) == 2, lines  # the first, and at stop the count of the rest
+    assert "malformed OSC packet (not-osc) from udp:127.0.0.1" in lines[0]
+    count = re.search(r"(\d+) more malformed OSC packets of kind not-osc since \d\d:\d\d:\d\d$", lines[1])
+    assert count and int(count.group(1)) >= 100, lines[1]
+
+
+def test_unknown_address_and_odd_argument_types_are_invalid_argument(daemon, sender):
+    sender.send(oscwire.message("/bridge/" + "z" * 5000))
+    _, (_, code, message), _ = sender.reply()
+    assert code == "invalid_argument" and "unknown OSC address" in message and len(message) <= 400
+    sender.send(oscwire.message("/bridge/submit", "master", "a.wav", "out", "preset", b"\x01\x02"))
+    _, (_, code, message), _ = sender.reply()
+    assert code == "invalid_argument" and "argument 5 (preset) must be a string or a number" in message
+    sender.send(oscwire.message("/bridge/submit", "master", "a.wav", "out", 7, "x"))
+    _, (_, code, message), _ = sender.reply()
+    assert code == "invalid_argument" and "argument 4 must be a parameter name" in message
+    sender.send(oscwire.message("/bridge/reply_port", True))
+    assert sender.reply()[1][1] == "invalid_argument"
+
+
+def test_tcp_bad_frames_end_the_connection_and_a_stalled_frame_does_not_hold_a_stop(daemon):
+    import signal
+
+    replies = Sender(daemon)  # the TCP peers' replies go by UDP to the reply port of their host
+    try:
+        with socket.create_connection(("127.0.0.1", daemon.osc_port)) as tcp:
+            tcp.sendall(oscwire.frame(oscwire.message("/bridge/reply_port", replies.sock.getsockname()[1])))
+            tcp.sendall(oscwire.frame(oscwire.message("/bridge/ping")))
+            assert replies.reply()[0] == "/bridge/pong"
+            tcp.sendall(oscwire.frame(b"junk"))  # a bad packet in a good frame: the connection stays
+            assert "malformed" in replies.reply()[1][2]
+            tcp.sendall(oscwire.frame(oscwire.message("/bridge/ping")))
+            assert replies.reply()[0] == "/bridge/pong"
+            tcp.sendall((-5).to_bytes(4, "big", signed=True))  # framing is lost: closed
+            assert "TCP frame length" in replies.reply()[1][2]
+            tcp.settimeout(5)
+            assert tcp.recv(10) == b""
+        stalled = socket.create_connection(("127.0.0.1", daemon.osc_port))
+        stalled.sendall(oscwire.frame(oscwire.message("/bridge/ping"))[:10])  # half a frame, then nothing
+        time.sleep(0.3)
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = daemon.proc.wait(15)
+        assert code == 0 and time.monotonic() - started < 3.0
+        stalled.close()
+    finally:
+        replies.close()
+
+
+# -- in-process: a handler's bug, the log limiter, the sender check, the packet parser -----------
+class _Boom:
+    """A service whose registry fails as a bug would."""
+
+    class registry:
+        @staticmethod
+        def get(name):
+            raise RuntimeError("a bug, not bad input")
+
+
+def test_a_bug_in_a_handler_is_an_internal_error_reply_and_one_log_line(tmp_path, caplog):
+    from bridge.transport.osc_server import OscServer
+
+    server = OscServer(_Boom(), "127.0.0.1:0", socket_path=str(tmp_path / "o.sock"))
+    server.start()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "me.sock"))  # a unix sender with a path hears its replies there
+    listener.settimeout(5)
+    try:
+        with caplog.at_level("WARNING", logger="bridge.transport.osc_server"):
+            for _ in range(3):
+                listener.sendto(oscwire.message("/bridge/submit", "master", "a.wav", "out"), str(tmp_path / "o.sock"))
+                address, (job_id, code, message) = oscwire.parse(listener.recv(65536))
+                assert (address, job_id, code) == ("/bridge/error", "", "internal")
+                assert "internal error handling /bridge/submit: RuntimeError" in message
+    finally:
+        listener.close()
+        server.stop()
+    lines = [r for r in caplog.records if "internal error in OSC" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "RuntimeError: a bug, not bad input (at test_osc.py:" in lines[0].getMessage()
+    assert not (tmp_path / "o.sock").exists()  # removed at stop
+
+
+def test_log_limiter_first_line_then_counts_per_interval(caplog):
+    import logging
+
+    from bridge.transport.ratelog import LogLimiter
+
+    now = [100.0]
+    limiter = LogLimiter(logging.getLogger("t.limiter"), 60.0, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="t.limiter"):
+        for _ in range(1000):
+            limiter.note("a", "things of kind a", "first a %d", 1)
+        limiter.note("b", "things of kind b", "first b")
+        limiter.flush()  # the interval is not over: nothing yet
+        assert [r.getMessage() for r in caplog.records] == ["first a 1", "first b"]
+        now[0] += 61
+        limiter.flush()
+        assert caplog.records[-1].getMessage().startswith("999 more things of kind a since ")
+        limiter.note("a", "things of kind a", "again a")  # a new interval: counted, not logged
+        limiter.flush(final=True)
+    assert [r.getMessage().split(" since")[0] for r in caplog.records][2:] == [
+        "999 more things of kind a", "1 more things of kind a"]
+
+
+def _proc_net(folder: Path, udp: list[str], tcp: list[str] = ()) -> Path:
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    for name, rows in (("udp", udp), ("tcp", tcp), ("udp6", []), ("tcp6", [])):
+        (folder / name).write_text(head + "".join(f"   {i}: {row} 0\n" for i, row in enumerate(rows)))
+    return folder
+
+
+def _row(local: str, remote: str, uid: int, inode: int) -> str:
+    return f"{local} {remote} 07 00000000:00000000 00:00000000 00000000 {uid:5d} 0 {inode} 2 0000000000000000"
+
+
+def test_sender_check_reads_the_kernel_socket_table(tmp_path):
+    from bridge.transport.osc_peers import PeerCheck, Reason
+
+    me, other = 1000, 65534
+    rows = [_row("0100007F:9C40", "00000000:0000", me, 11),        # 127.0.0.1:40000, mine
+            _row("00000000:9C41", "00000000:0000", me, 12),        # 0.0.0.0:40001, mine
+            _row("0100007F:9C42", "00000000:0000", other, 13),     # 127.0.0.1:40002, nobody's
+            _row("0100007F:9C43", "00000000:0000", 0, 0),          # 40003: closed (inode 0, uid 0)
+            _row("0100007F:9C44", "00000000:0000", me, 14),        # 40004: mine, and
+            _row("00000000:9C44", "00000000:0000", other, 15)]     # ... another user's on the wildcard
+    tcp = [_row("0100007F:9C40", "0100007F:C350", me, 21),         # a connection to 127.0.0.1:50000
+           _row("0100007F:9C41", "0100007F:C350", 0, 0)]           # one in TIME_WAIT
+    check = PeerCheck(uid=me, proc_net=_proc_net(tmp_path, rows, tcp))
+    assert check.udp("127.0.0.1", 40000).ok
+    assert check.udp("127.0.0.1", 40001).ok
+    assert check.udp("127.0.0.1", 40002).reason is Reason.OTHER_USER
+    assert check.udp("127.0.0.1", 40002).uids == (other,)
+    assert check.udp("127.0.0.1", 40003).reason is Reason.GONE
+    assert check.udp("127.0.0.1", 40004).reason is Reason.OTHER_USER
+    assert check.udp("127.0.0.1", 40009).reason is Reason.GONE  # no socket at all
+    assert check.udp("127.0.0.2", 40000).reason is Reason.GONE  # bound to another address
+    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50000).ok
+    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50001).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40001, "127.0.0.1", 50000).reason is Reason.GONE
+    # a daemon running as root trusts no closed socket, though it shows as uid 0
+    assert PeerCheck(uid=0, proc_net=tmp_path).udp("127.0.0.1", 40003).reason is Reason.GONE
+    assert not PeerCheck(proc_net=tmp_path / "none").available
+    assert PeerCheck(proc_net=tmp_path / "none").udp("127.0.0.1", 40000).reason is Reason.UNATTRIBUTABLE
+
+
+def test_sender_check_knows_ipv6_and_mapped_addresses(tmp_path):
+    from bridge.transport.osc_peers import PeerCheck, Reason
+
+    head = "  sl  local_address                         remote_address                        st\n"
+    mapped = "0000000000000000FFFF00000100007F"  # ::ffff:127.0.0.1, as the kernel prints it
+    rows = [f"0: {mapped}:9C40 00000000000000000000000000000000:0000 07 0:0 0:0 0 1000 0 31 2 0",
+            f"1: 00000000000000000000000000000000:9C41 00000000000000000000000000000000:0000 07 0:0 0:0 0 "
+            f"65534 0 32 2 0"]
+    for name in ("udp", "tcp", "tcp6"):
+        (tmp_path / name).write_text(head)
+    (tmp_path / "udp6").write_text(head + "\n".join(rows) + "\n")
+    check = PeerCheck(uid=1000, proc_net=tmp_path)
+    assert check.udp("127.0.0.1", 40000).ok
+    assert check.udp("127.0.0.1", 40001).reason is Reason.OTHER_USER  # [::]:40001 is dual-stack
+
+
+def test_closed_sockets_are_never_attributed_on_this_kernel():
+    """A TCP socket closed by its program lingers (FIN_WAIT/TIME_WAIT) as uid 0, inode 0."""
+    from bridge.transport.osc_peers import PeerCheck, Reason
+
+    check = PeerCheck(uid=0)  # even for a daemon that is root
+    if not check.available:
+        pytest.skip("no /proc/net")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client = socket.create_connection(server.getsockname())
+        conn, (host, port) = server.accept()
+        assert check.tcp(host, port, *server.getsockname()).ok or os.geteuid() != 0
+        client.close()  # the client's side is now an orphan: FIN_WAIT2
+        time.sleep(0.1)
+        assert check.tcp(host, port, *server.getsockname()).reason is Reason.GONE
+        conn.close()
+
+
+def test_parse_walks_bundles_with_their_time_tags():
+    from bridge.transport.osc_packets import Malformed, parse
+
+    ping = oscwire.message("/bridge/ping")
+    timed = parse(oscwire.bundle(2000.0, ping, oscwire.bundle(1000.0, ping), oscwire.bundle(3000.0, ping)))
+    assert [round(when) for when, _ in timed] == [2000, 2000, 3000]  # inner bundles never run earlier
+    assert parse(oscwire.bundle(None, ping))[0][0] == 0.0
+    assert parse(oscwire.bundle(None))[:1] == []
+    with pytest.raises(Malformed) as bad:
+        parse(b"")
+    assert bad.value.kind == "empty"
+
+
+# -- the unix socket and the serve options -------------------------------------------------
+def test_unix_socket_alone_replies_to_the_senders_path(media_dir):
+    path = media_dir / "only.osc"
+    with running_daemon(media_dir, extra=["--osc", "", "--osc-socket", str(path)]) as daemon:
+        assert daemon.info["osc"] == "" and daemon.info["osc_socket"] == str(path)
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as me:
+            me.bind(str(media_dir / "me.sock"))
+            me.settimeout(5)
+            me.sendto(oscwire.message("/bridge/ping"), str(path))
+            assert oscwire.parse(me.recv(100))[0] == "/bridge/pong"
+            me.sendto(oscwire.bundle(time.time() + 0.3, oscwire.message("/bridge/cancel", "nope")), str(path))
+            assert oscwire.parse(me.recv(1000))[1][:2] == ["nope", "not_found"]
+    assert not path.exists()  # removed at stop
+
+
+def test_a_live_osc_socket_is_never_taken_and_a_file_never_removed(media_dir):
+    import subprocess as sp
+    import sys
+
+    from tests.conftest import ROOT
+
+    def serve(path):
+        return sp.run([sys.executable, "-m", "bridge", "serve", "--grpc", "", "--socket", "",
+                       "--osc", "", "--osc-socket", str(path), "--state-dir", str(media_dir / "st2"),
+                       "--media-root", str(media_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    with running_daemon(media_dir) as first:
+        result = serve(first.osc_socket)
+        assert result.returncode == 3 and "a daemon already receives OSC on" in result.stderr, result.stderr
+        assert os.path.exists(first.osc_socket)
+        oscsend(first, "/bridge/ping")  # the first still serves its socket
+    precious = media_dir / "song.wav"
+    precious.write_bytes(b"RIFF")
+    result = serve(precious)
+    assert result.returncode == 3 and "exists and is not a socket" in result.stderr
+    assert precious.read_bytes() == b"RIFF"
+
+
+def test_trust_loopback_serves_a_sender_already_gone(media_dir):
+    """For a single-user machine: `--osc-trust-loopback` lets `oscsend localhost PORT` in."""
+    with running_daemon(media_dir, extra=["--osc-trust-loopback"]) as daemon:
+        write_tone(daemon.media / "t.wav", 1.0)
+        for index in range(3):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as once:  # gone at once
+                once.sendto(oscwire.message("/bridge/master", str(daemon.media / "t.wav"), -16.0, -1.0,
+                                            str(daemon.media / f"out{index}")), ("127.0.0.1", daemon.osc_port))
+        deadline = time.monotonic() + WAIT
+        while not all(list((daemon.media / f"out{i}").glob("*.wav")) for i in range(3)):
+            assert time.monotonic() < deadline, daemon.read_log()
+            time.sleep(0.1)
+    # and without it, the same senders run nothing
+    with running_daemon(extra=[]) as daemon:
+        write_tone(daemon.media / "t.wav", 1.0)
+        for _ in range(3):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as once:
+                once.sendto(oscwire.message("/bridge/master", str(daemon.media / "t.wav"), -16.0, -1.0,
+                                            str(daemon.media / "out")), ("127.0.0.1", daemon.osc_port))
+        time.sleep(1.0)
+        assert not (daemon.media / "out").exists()
+        assert "its socket was already closed" in daemon.read_log()
