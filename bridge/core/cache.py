@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from . import paths
+
 
 def cache_key(engine: str, engine_version: str, model: str, model_version: str,
               input_hashes: dict[str, str], params: dict) -> str:
@@ -66,22 +68,25 @@ class ResultCache:
     def file(self, key: str, name: str) -> Path:
         return self.root / key / name
 
-    def put(self, key: str, outputs: list[dict], report: dict) -> None:
+    def put(self, key: str, outputs: list[dict], report: dict, clip: str = "") -> None:
         """Copy finished output files into the cache under ``key``.
 
         ``outputs`` items carry ``path`` and ``kind``; the entry appears whole
-        or not at all (built in a temp folder, then renamed).
+        or not at all (built in a temp folder, then renamed). ``clip`` names
+        the outputs when no input clip does (a prompt's slug).
         """
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".put-"))
         try:
             entries = []
             for index, out in enumerate(outputs):
                 name = f"{index}-{Path(out['path']).name}"
-                shutil.copyfile(out["path"], tmp / name)
+                # Pinned: a host's folder swapped for a link cannot feed the cache another file.
+                with paths.open_regular(Path(out["path"])) as src, open(tmp / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
                 entries.append({**{k: v for k, v in out.items() if k != "path"}, "file": name,
                                 "name": Path(out["path"]).name})
             (tmp / "meta.json").write_text(json.dumps({"outputs": entries, "report": report,
-                                                       "stored_at": time.time()}))
+                                                       "clip": clip, "stored_at": time.time()}))
             with self._lock:
                 target = self.root / key
                 if target.exists():

@@ -63,17 +63,20 @@ class Param:
                 out = _to_bool(value)
             else:
                 out = str(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise InvalidArgument(
-                f"parameter '{self.name}' must be a {self.type}; got {value!r} ({exc})"
+                f"parameter '{self.name}' must be a {self.type}; got {shown} ({exc})"
             ) from None
         self._check_range(out)
         return out
 
     def _check_range(self, value: Any) -> None:
         if self.type == "choice" and value not in self.choices:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             raise InvalidArgument(
-                f"parameter '{self.name}' is {value!r}; allowed: {', '.join(self.choices)}"
+                f"parameter '{self.name}' is {shown}; allowed: {', '.join(self.choices)}"
             )
         if self.type in ("float", "int"):
             low = self.minimum if self.minimum is not None else -math.inf
@@ -83,6 +86,12 @@ class Param:
                     f"parameter '{self.name}' is {value}; allowed range is "
                     f"{self.minimum} to {self.maximum}{(' ' + self.unit) if self.unit else ''}"
                 )
+
+
+def _few(names: Sequence[str], most: int = 8) -> str:
+    """Names quoted, at most ``most`` of them: an error message stays a sentence."""
+    shown = ", ".join(repr(n[:40] + ("..." if len(n) > 40 else "")) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _to_bool(value: Any) -> bool:
@@ -299,7 +308,7 @@ class Engine:
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise InvalidArgument(
-                f"engine '{self.name}' has no parameter {', '.join(map(repr, unknown))}; "
+                f"engine '{self.name}' has no parameter {_few(unknown)}; "
                 f"it takes: {', '.join(known) or 'none'}"
             )
         values = {name: p.coerce(params.get(name, p.default)) for name, p in known.items()}
@@ -308,6 +317,19 @@ class Engine:
     def _validate(self, values: dict) -> dict:
         """Hook: cross-parameter checks and preset expansion."""
         return values
+
+    def check_model_params(self, model: str, values: Mapping[str, Any]) -> None:
+        """Check validated params against the model a job will load (at submit,
+        so a request the model cannot serve never waits in the queue).
+
+        Raises:
+            InvalidArgument: e.g. a stem the model does not make.
+        """
+        if model:
+            self._check_model(model, values)
+
+    def _check_model(self, model: str, values: Mapping[str, Any]) -> None:
+        """Hook: what only the chosen model can judge (default: nothing)."""
 
     def check_inputs(self, names: Sequence[str]) -> None:
         allowed = {spec.name for spec in self.inputs}

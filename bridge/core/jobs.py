@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -66,6 +67,9 @@ class JobRecord:
     keep_alive: float | None = None
     no_cache: bool = False
     cache_key: str = ""
+    input_hashes: dict[str, str] = field(default_factory=dict)  # content at submit
+    # Outputs being linked into place ({folder, temp, name}); a restart undoes them.
+    publishing: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -95,6 +99,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        _private(self.path)  # job records name every path a host sent: owner only
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created_at REAL, "
@@ -114,6 +119,7 @@ class JobStore:
             was = record.state.value
             record.state = JobState.INTERRUPTED
             record.finished_at = time.time()
+            record.outputs = []
             record.error = {
                 "code": "interrupted",
                 "message": f"the daemon stopped while this job was {was}; it did not "
@@ -122,6 +128,14 @@ class JobStore:
             self.save(record)
             ids.append(record.id)
         return ids
+
+    def publishing(self) -> list[JobRecord]:
+        """Records whose outputs were being linked when a daemon stopped."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM jobs WHERE data LIKE '%\"publishing\": [{%'").fetchall()
+        records = [JobRecord.from_dict(json.loads(r[0])) for r in rows]
+        return [r for r in records if r.publishing]
 
     def save(self, record: JobRecord) -> None:
         data = json.dumps(record.to_dict())
@@ -153,6 +167,15 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _private(db: Path) -> None:
+    """The database and its WAL/shared-memory files, mode 0600."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            os.chmod(path, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 class JobBoard:

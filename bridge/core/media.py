@@ -14,11 +14,13 @@ import os
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Iterable
 
+from . import paths
 from .engine import Audio
-from .errors import InvalidArgument, MediaError, NotFound, PermissionDenied
+from .errors import InvalidArgument, MediaError, PermissionDenied
+from .publish import Publication
 from .scratch import Scratch
 
 MAX_CHANNELS = 8
@@ -34,33 +36,6 @@ OUTPUT_FORMATS = {
 _SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".mp3", ".w64", ".rf64", ".caf"}
 
 
-class MediaRoots:
-    """The folders the daemon may read from and write to.
-
-    Args:
-        roots: folders; each is resolved (symlinks followed) once.
-    """
-
-    def __init__(self, roots: Iterable[str | os.PathLike]):
-        self.roots = [Path(r).expanduser().resolve() for r in roots]
-
-    def check(self, path: str | os.PathLike, purpose: str = "read") -> Path:
-        """Return the resolved path if it lies under a media root.
-
-        Raises:
-            PermissionDenied: the path (after resolving links) is outside.
-        """
-        resolved = Path(path).expanduser().resolve()
-        for root in self.roots:
-            if resolved == root or root in resolved.parents:
-                return resolved
-        raise PermissionDenied(
-            f"cannot {purpose} '{path}': it is outside the daemon's media roots "
-            f"({', '.join(map(str, self.roots)) or 'none configured'}); move the file "
-            f"under one of them or start the daemon with --media-root <folder>"
-        )
-
-
 def read_audio(path: str | os.PathLike, scratch: Scratch | None = None) -> Audio:
     """Decode an audio file into float32 frames x channels.
 
@@ -71,14 +46,14 @@ def read_audio(path: str | os.PathLike, scratch: Scratch | None = None) -> Audio
 
     Raises:
         NotFound: the file does not exist.
+        InvalidArgument: it is not a regular file (a folder, a FIFO, ...).
         MediaError: empty, corrupt, not audio, NaN/Inf samples, > 8 channels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"input file '{path}' does not exist; check the path")
-    if path.stat().st_size == 0:
-        raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
-    audio = _decode(path, scratch or Scratch())
+    with paths.open_regular(path) as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
+        audio = _decode(path, handle, scratch or Scratch())
     audio.name = path.stem
     check_audio(audio, str(path))
     return audio
@@ -105,21 +80,23 @@ def check_audio(audio: Audio, label: str) -> None:
             )
 
 
-def _decode(path: Path, scratch: Scratch) -> Audio:
+def _decode(path: Path, source, scratch: Scratch) -> Audio:
+    """Decode the open file ``source``; ``path`` names it (and its suffix picks the decoder)."""
     if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
         try:
-            return _decode_soundfile(path, scratch)
+            return _decode_soundfile(path, source, scratch)
         except MediaError:
             if path.suffix.lower() not in (".mp3", ".ogg"):
                 raise
-    return _decode_av(path, scratch)
+            source.seek(0)
+    return _decode_av(path, source, scratch)
 
 
-def _decode_soundfile(path: Path, scratch: Scratch) -> Audio:
+def _decode_soundfile(path: Path, source, scratch: Scratch) -> Audio:
     import soundfile
 
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        with soundfile.SoundFile(source) as handle:
             samples = _read_blocks(handle, scratch)
             subtype = handle.subtype
             rate = handle.samplerate
@@ -171,11 +148,11 @@ def _truncation(path: Path, header: str, audio: Audio) -> list[str]:
             f"for the whole of it"]
 
 
-def _decode_av(path: Path, scratch: Scratch) -> Audio:
+def _decode_av(path: Path, source, scratch: Scratch) -> Audio:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             if not container.streams.audio:
                 raise MediaError(f"'{path}' has no audio stream; pick an audio or video file with sound")
             stream = container.streams.audio[0]
@@ -186,14 +163,21 @@ def _decode_av(path: Path, scratch: Scratch) -> Audio:
             rate = stream.codec_context.sample_rate
     except MediaError:
         raise
-    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError, OSError) as exc:
         raise MediaError(
-            f"cannot decode '{path}': {exc}; the file is corrupt, truncated or not "
+            f"cannot decode '{path}': {_av_reason(exc)}; the file is corrupt, truncated or not "
             f"audio (readable: WAV, FLAC, AIFF, OGG, MP3, M4A)"
         ) from None
     if not spool.frames:
         raise MediaError(f"'{path}' decodes to no audio frames; export the clip again")
     return Audio(spool.array(), int(rate), subtype="")
+
+
+def _av_reason(exc: Exception) -> str:
+    """FFmpeg's words without "[Errno 1094995529]" or the path repeated."""
+    reason = getattr(exc, "strerror", None) or str(exc)
+    reason = re.sub(r"^\[Errno -?\d+\]\s*", "", str(reason)).split(": '")[0]
+    return reason.rstrip(".").lower() or type(exc).__name__
 
 
 def _frames_of(frame, channels: int):
@@ -259,21 +243,31 @@ def write_audio_atomic(folder: Path, name: str, audio: Audio, fmt: str = "wav24"
     into place, so readers see either nothing or the whole file, and an
     existing file is never replaced.
     """
+    return _publish_one(folder, tag, lambda pub: stage_audio(pub, name, "audio", audio, fmt))
+
+
+def stage_audio(publication: Publication, name: str, kind: str, audio: Audio, fmt: str,
+                check=None):
+    """Stage ``audio`` in ``publication`` as ``fmt``; ``check()`` runs between blocks
+    (a job's cancel check: a long write stops when the job is told to)."""
     container, subtype, _ = OUTPUT_FORMATS[fmt]
-    return _publish(folder, name, tag, lambda tmp: _write_blocks(tmp, audio, container, subtype))
+    return publication.stage(name, kind, lambda handle: _write_blocks(handle, audio, container,
+                                                                     subtype, check))
 
 
-def _write_blocks(tmp: str, audio: Audio, container: str, subtype: str) -> None:
+def _write_blocks(handle, audio: Audio, container: str, subtype: str, check=None) -> None:
     """Block by block, so a long (disk-backed) result is never copied whole."""
     import numpy as np
     import soundfile
 
     rng = np.random.default_rng(0)  # seeded: the same result is byte-identical (cache)
-    with soundfile.SoundFile(tmp, "w", audio.sample_rate, audio.channels, subtype=subtype,
-                             format=container) as handle:
+    with soundfile.SoundFile(handle, "w", audio.sample_rate, audio.channels, subtype=subtype,
+                             format=container) as out:
         for start in range(0, audio.frames, BLOCK_FRAMES):
+            if check is not None:
+                check()
             block = audio.samples[start:start + BLOCK_FRAMES]
-            handle.write(_dither_16(block, rng) if subtype == "PCM_16" else block)
+            out.write(_dither_16(block, rng) if subtype == "PCM_16" else block)
 
 
 def _dither_16(samples, rng):
@@ -285,100 +279,22 @@ def _dither_16(samples, rng):
 
 def write_bytes_atomic(folder: Path, name: str, data: bytes, tag: str = "") -> Path:
     """Write raw bytes into ``folder`` like ``write_audio_atomic``."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-    return _publish(folder, name, tag, write)
+    return _publish_one(folder, tag, lambda pub: pub.stage(name, "data", lambda h: h.write(data)))
 
 
 def copy_file_atomic(src: Path, folder: Path, name: str, tag: str = "", move: bool = False) -> Path:
-    """Copy ``src`` into ``folder`` like ``write_audio_atomic``.
-
-    ``move``: ``src`` is a scratch file nobody needs after this; on the same
-    filesystem it is renamed into place instead of copied (a rendered video can
-    be gigabytes).
-    """
-    import shutil
-
-    def place(tmp: str) -> None:
-        if move:
-            try:
-                os.replace(src, tmp)
-                return
-            except OSError:
-                pass  # another filesystem: copy
-        shutil.copyfile(src, tmp)
-    return _publish(folder, name, tag, place)
+    """Copy ``src`` into ``folder`` like ``write_audio_atomic`` (``move``: rename a scratch file)."""
+    return _publish_one(folder, tag, lambda pub: pub.stage_file(src, name, "file", move))
 
 
-def _publish(folder: Path, name: str, tag: str, write) -> Path:
-    # The folder was checked at submit, but it can vanish, fill up or become a
-    # file before the result is written: that is the user's folder, not a bug.
+def _publish_one(folder: Path, tag: str, stage) -> Path:
+    publication = Publication(Path(folder), tag or "x")
     try:
-        folder.mkdir(parents=True, exist_ok=True)  # created only now: failed jobs leave none
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(name, tag), suffix=".part")
-    except OSError as exc:
-        raise _unwritable(folder, exc) from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-        return _link_free(tmp, folder, name)
-    except OSError as exc:
-        raise _unwritable(folder, exc) from None
+        stage(publication)
+        [path] = publication.commit()
+        return path
     finally:
-        _remove_quietly(tmp)
-
-
-def _temp_prefix(name: str, tag: str) -> str:
-    # The tag (a job id) lets a restarted daemon find what a killed one left.
-    return f".{name}.sb-{tag}." if tag else f".{name}."
-
-
-def remove_partials(folder: str | os.PathLike, tag: str) -> list[Path]:
-    """Delete temp files a killed job left in ``folder``; returns them."""
-    removed = []
-    try:
-        candidates = list(Path(folder).glob(f".*.sb-{tag}.*.part"))
-    except OSError:
-        return removed
-    for path in candidates:
-        _remove_quietly(str(path))
-        removed.append(path)
-    return removed
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _link_free(tmp: str, folder: Path, name: str) -> Path:
-    """Give ``tmp`` the first free name of name, name.2, name.3, ..."""
-    base, dot, ext = name.rpartition(".")
-    if not dot:
-        base, ext = name, ""
-    for number in range(1, 10000):
-        candidate = folder / (name if number == 1 else f"{base}.{number}{dot}{ext}")
-        try:
-            os.link(tmp, candidate)  # fails if it exists: no clobbering, no race
-            return candidate
-        except FileExistsError:
-            continue
-        except OSError:  # filesystems without hard links (FAT, exFAT)
-            if candidate.exists():
-                continue
-            os.replace(tmp, candidate)
-            return candidate
-    raise PermissionDenied(f"output folder '{folder}' already holds 9999 versions of '{name}'; clear it")
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:  # already gone, or its folder is; must not mask the real error
-        pass
+        publication.discard()
 
 
 def output_name(clip: str, engine: str, kind: str, suffix: str) -> str:
@@ -398,22 +314,40 @@ def check_format(fmt: str) -> str:
 
 
 class FileHasher:
-    """SHA-256 of files, remembered by (path, size, mtime) so re-asks are free."""
+    """SHA-256 of files, remembered while the file provably has not changed.
+
+    The cache key is the content, so a file rewritten in place must be hashed
+    again even if its size and mtime were put back: the memo is keyed by
+    (device, inode, size, mtime, ctime), and ctime cannot be set back by a
+    user. Timestamps are coarse (a clock tick, or 2 s on FAT), so a file
+    changed within ``RACY_SECONDS`` of being hashed is not remembered at all
+    (git's "racily clean" rule): the next ask reads it again.
+    """
+
+    RACY_SECONDS = 2.0
+    MAX_ENTRIES = 4096
 
     def __init__(self):
         self._known: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
     def hash(self, path: str | os.PathLike) -> str:
-        st = os.stat(path)
-        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        before = os.stat(path)
+        key = _identity(before)
         with self._lock:
             if key in self._known:
                 return self._known[key]
         digest = sha256_file(path)
-        with self._lock:
-            self._known[key] = digest
+        if _identity(os.stat(path)) == key and time.time() - before.st_ctime > self.RACY_SECONDS:
+            with self._lock:
+                if len(self._known) >= self.MAX_ENTRIES:
+                    self._known.pop(next(iter(self._known)))
+                self._known[key] = digest
         return digest
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

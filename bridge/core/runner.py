@@ -1,40 +1,63 @@
-"""Running one job: media in, engine on arrays, outputs out atomically.
+"""Running one job: media in, engine on arrays, outputs out all together.
 
 The scheduler decides when; this decides how. Inputs are decoded here, the
-model is held through the residency manager for exactly the run, and every
-output is written through a temp file and renamed into the host's folder.
-An existing file is never overwritten: a second result gets a numbered name,
-so a file already placed in a DAW session never changes under it.
+model is held through the residency manager for exactly the run, and the
+outputs are published all or none (``bridge.core.publish``): each is written
+to a temp file in the host's folder, the plan is saved in the job record,
+then all are linked into place. An existing file is never overwritten: a
+second result gets a numbered name, so a file already placed in a DAW
+session never changes under it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Callable
 
 from .cache import ResultCache
 from .engine import Engine, EngineKind, MediaFile, Output, RunContext
-from .errors import MediaError
-from .jobs import JobRecord
-from .media import (OUTPUT_FORMATS, copy_file_atomic, output_name, read_audio, sha256_file,
-                    write_audio_atomic, write_bytes_atomic)
+from .errors import BridgeError, MediaError
+from .jobs import JobRecord, JobState
+from .media import OUTPUT_FORMATS, output_name, read_audio, sha256_file, stage_audio
+from .paths import MediaRoots
+from .publish import Publication
 from .residency import Residency
 from .scratch import Scratch, job_folder
+
+log = logging.getLogger(__name__)
 
 
 class JobRunner:
     """Callable the scheduler gives each job to."""
 
     def __init__(self, registry, residency: Residency, cache: ResultCache,
-                 resolve: Callable[[dict], Path], scratch_root: Path | None = None):
+                 resolve: Callable[[dict], Path], scratch_root: Path | None = None,
+                 writable: MediaRoots | None = None, save: Callable[[JobRecord], None] | None = None,
+                 private_root: Path | None = None, input_hash: Callable[[dict], str] | None = None):
         self.registry, self.residency, self.cache = registry, residency, cache
         self._resolve = resolve  # input ref -> readable path (roots/blobs checked)
         self._scratch_root = scratch_root  # long media go to disk here, per job
+        self._writable = writable  # out_dir is checked again when the job writes
+        self._save = save or (lambda record: None)  # persists the publishing plan
+        self._private_root = private_root  # the daemon's own outputs: files 0600
+        self._input_hash = input_hash
+        self._pending: dict[str, Publication] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, record: JobRecord, progress, cancelled) -> None:
         folder = job_folder(self._scratch_root, record.id) if self._scratch_root else None
         with Scratch(folder) as scratch:
             self._run(record, RunContext(progress, cancelled, scratch))
+
+    def settle(self, record: JobRecord) -> None:
+        """After the record holds the job's end: drop the temp files (undo all
+        if the job did not succeed). The scheduler calls it for every job."""
+        with self._lock:
+            publication = self._pending.pop(record.id, None)
+        if publication is not None:
+            settle(record, publication, self._save)
 
     def _run(self, record: JobRecord, ctx: RunContext) -> None:
         engine = self.registry.get(record.engine)
@@ -48,14 +71,20 @@ class JobRunner:
         ctx.check()  # a cancel during the last chunk still writes nothing
         ctx.progress(1.0, "writing output")
         clip = result.name or _clip_name(engine, inputs)
-        record.outputs = [self._write(o, record, clip, inputs) for o in result.outputs]
-        record.report = result.report
-        warnings = [w for media in inputs.values() for w in media.warnings]
+        report = result.report
+        warnings = [w for media in inputs.values() for w in media.warnings] + self._changed(record)
         if warnings:
-            record.report = {**record.report,
-                             "warnings": warnings + list(record.report.get("warnings", []))}
+            report = {**report, "warnings": warnings + list(report.get("warnings", []))}
+        publication = self._stage(record, clip, inputs, result.outputs, ctx)
+        with self._lock:
+            self._pending[record.id] = publication
+        commit(record, publication, self._save)
+        record.report = report
         if record.cache_key:
-            self.cache.put(record.cache_key, record.outputs, record.report)
+            try:
+                self.cache.put(record.cache_key, record.outputs, record.report, clip)
+            except (OSError, BridgeError) as exc:  # the result is delivered; a repeat is just slower
+                log.warning("job %s: result not cached: %s", record.id, exc)
 
     def _read_inputs(self, engine: Engine, record: JobRecord, scratch: Scratch) -> dict:
         """Audio inputs decoded to arrays; video inputs as their paths (read while processed)."""
@@ -79,20 +108,83 @@ class JobRunner:
         with self.residency.acquire(record.model, record.keep_alive) as lease:
             return engine.run(lease.handle, inputs, record.params, ctx)
 
-    def _write(self, output: Output, record: JobRecord, clip: str, inputs) -> dict:
+    def _stage(self, record: JobRecord, clip: str, inputs, outputs: list[Output], ctx) -> Publication:
+        """Every output in a temp file in the (re-checked, pinned) output folder."""
         folder = Path(record.out_dir)
+        if self._writable is not None:
+            folder = self._writable.check(record.out_dir, "write to")
+        private = self._private_root is not None and (
+            folder == self._private_root or self._private_root in folder.parents)
+        publication = Publication(folder, record.id, private=private)
+        try:
+            for output in outputs:
+                ctx.check()
+                self._stage_one(publication, output, record, clip, inputs, ctx)
+        except BaseException:
+            publication.rollback()
+            raise
+        return publication
+
+    @staticmethod
+    def _stage_one(publication: Publication, output: Output, record: JobRecord, clip: str,
+                   inputs, ctx) -> None:
+        namer = record.model or record.engine
         if output.audio is not None:
             fmt = _format_for(record.params.get("format", "auto"), inputs)
-            name = output_name(clip, record.model or record.engine, output.kind, OUTPUT_FORMATS[fmt][2])
-            path = write_audio_atomic(folder, name, output.audio, fmt, tag=record.id)
+            name = output_name(clip, namer, output.kind, OUTPUT_FORMATS[fmt][2])
+            stage_audio(publication, name, output.kind, output.audio, fmt, ctx.check)
         elif output.path is not None:  # rendered by the engine in its scratch folder
-            name = output_name(clip, record.model or record.engine, output.kind, output.suffix)
-            path = copy_file_atomic(output.path, folder, name, tag=record.id, move=True)
+            name = output_name(clip, namer, output.kind, output.suffix)
+            publication.stage_file(output.path, name, output.kind, move=True)
         else:
-            name = output_name(clip, record.model or record.engine, output.kind, output.suffix)
-            path = write_bytes_atomic(folder, name, output.data or b"", tag=record.id)
-        return {"path": str(path), "kind": output.kind, "size": path.stat().st_size,
-                "sha256": sha256_file(path)}
+            name = output_name(clip, namer, output.kind, output.suffix)
+            publication.stage(name, output.kind, lambda handle: handle.write(output.data or b""))
+
+    def _changed(self, record: JobRecord) -> list[str]:
+        """Inputs whose content is no longer what was hashed at submit: the result
+        is of what was read, so it must not be cached under the old content's key."""
+        if not record.cache_key or self._input_hash is None or not record.input_hashes:
+            return []
+        changed = [name for name, ref in record.inputs.items()
+                   if record.input_hashes.get(name) not in (None, self._hash_now(ref))]
+        if not changed:
+            return []
+        record.cache_key = ""
+        return [f"input '{name}' changed after the job was submitted; the result is of its new "
+                f"content and was not cached" for name in changed]
+
+
+    def _hash_now(self, ref: dict) -> str:
+        try:
+            return self._input_hash(ref)
+        except BridgeError:  # moved or removed since it was read: not the content hashed
+            return ""
+
+
+def commit(record: JobRecord, publication: Publication, save: Callable[[JobRecord], None]) -> None:
+    """Save the plan, then link every staged output into place (all or none)."""
+    record.publishing = publication.plan()
+    save(record)  # a crash from here on is undone at the next start from this plan
+    try:
+        paths = publication.commit()
+    except BaseException:
+        publication.rollback()
+        record.publishing = []
+        raise
+    record.outputs = [{"path": str(path), "kind": staged.kind, "size": path.stat().st_size,
+                       "sha256": sha256_file(path)} for path, staged in zip(paths, publication.staged)]
+
+
+def settle(record: JobRecord, publication: Publication, save: Callable[[JobRecord], None]) -> None:
+    """The record holds the job's end: keep the outputs of a success, undo any other."""
+    if record.state is JobState.SUCCEEDED:
+        publication.discard()
+    else:
+        publication.rollback()
+        record.outputs = []
+    if record.publishing:
+        record.publishing = []
+        save(record)
 
 
 def _clip_name(engine: Engine, inputs: dict) -> str:

@@ -41,8 +41,12 @@ class Scheduler:
 
     def __init__(self, store: JobStore, board: JobBoard,
                  run_job: Callable[[JobRecord, Callable[[float, str], None], Callable[[], bool]], None],
-                 capacity: int = 16, dsp_workers: int = 2):
+                 capacity: int = 16, dsp_workers: int = 2,
+                 settle: Callable[[JobRecord], None] | None = None):
         self.store, self.board, self._run_job = store, board, run_job
+        # Called once a job's end is stored, before watchers hear it (drops the
+        # temp files of published outputs; undoes them if the job did not succeed).
+        self._settle = settle
         self.capacity = capacity
         self._queues = {EngineKind.MODEL: queue.Queue(), EngineKind.DSP: queue.Queue()}
         self._lock = threading.Lock()
@@ -182,9 +186,9 @@ class Scheduler:
                          error=Internal(f"internal error: {type(exc).__name__}: {exc}; "
                                         f"please report it with the daemon log"))
         else:
-            if event.is_set():
+            if event.is_set() and not record.outputs:
                 self._end_cancelled(record, Cancelled("job cancelled by the client"))
-            else:
+            else:  # outputs in place: a cancel that came while they were linked is too late
                 record.progress = 1.0
                 self._finish(record, JobState.SUCCEEDED, stage="done")
 
@@ -212,7 +216,16 @@ class Scheduler:
         if error is not None:
             record.error = error.to_dict()
             record.stage = state.value
-        self._transition(record, state, stage=stage)
+            record.outputs = []
+        record.state = state
+        record.stage = stage or record.stage
+        self.store.save(record)
+        if self._settle is not None:
+            try:
+                self._settle(record)
+            except Exception:  # the outcome stands; a restart clears what is left
+                log.exception("job %s: clean-up after %s failed", record.id, state.value)
+        self.board.publish(record)
 
 
 def require(record: JobRecord | None, job_id: str) -> JobRecord:

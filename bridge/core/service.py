@@ -9,6 +9,8 @@ worker. Transports (gRPC, OSC) call these methods and nothing deeper.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import shutil
 import threading
 import time
@@ -22,13 +24,15 @@ from .blobs import BlobStore
 from .cache import ResultCache, cache_key
 from .config import Config
 from .engine import Engine, EngineKind
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, PermissionDenied
 from .jobs import JobBoard, JobRecord, JobState, JobStore, follow
-from .media import FileHasher, MediaRoots, check_writable_dir, copy_file_atomic, output_name, \
-    remove_partials
+from .media import FileHasher, check_writable_dir, output_name
+from .paths import MediaRoots, input_problem, open_regular
+from .publish import Publication, remove_partials, repair
 from .residency import Loaded, Residency
-from .runner import JobRunner
+from .runner import JobRunner, commit, settle
 from .scheduler import Scheduler, require
+from .state import private_dir
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,12 @@ class Service:
                  residency: Residency | None = None):
         self.config = config
         self.started = time.time()
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.roots = MediaRoots([*config.media_roots])
-        self._writable = MediaRoots([*config.media_roots, config.outputs_dir])
+        private_dir(config.state_dir)
+        # Requests never reach the state folder (job records, token, cache) but
+        # through its outputs folder, where remote hosts' results wait.
+        self.roots = MediaRoots([*config.media_roots], private=[config.state_dir])
+        self._writable = MediaRoots([*config.media_roots, config.outputs_dir],
+                                    private=[config.state_dir])
         self.models_store = ModelStore(config.state_dir / "models")
         self.registry = registry or Registry()
         self.registry.bind_store(self.models_store)
@@ -58,6 +65,7 @@ class Service:
             budget_bytes=config.memory_budget, default_keep_alive=config.keep_alive,
             estimate=self._estimate)
         self.store = JobStore(config.state_dir / "jobs.sqlite3")
+        self._repair_publications()
         self._clean_after_interrupted(self.store.interrupted)
         self.board = JobBoard()
         self.cache = ResultCache(config.state_dir / "cache", config.cache_bytes)
@@ -68,9 +76,12 @@ class Service:
         # A killed daemon's scratch arrays are garbage: no job runs yet.
         scratch.clear(config.state_dir / "scratch")
         runner = JobRunner(self.registry, self.residency, self.cache, self._input_path,
-                           scratch_root=config.state_dir / "scratch")
+                           scratch_root=config.state_dir / "scratch", writable=self._writable,
+                           save=self.store.save, private_root=config.outputs_dir,
+                           input_hash=self._input_hash)
         self.scheduler = Scheduler(self.store, self.board, runner,
-                                   capacity=config.queue_capacity, dsp_workers=config.dsp_workers)
+                                   capacity=config.queue_capacity, dsp_workers=config.dsp_workers,
+                                   settle=runner.settle)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="sb-reaper", daemon=True)
         self._reaper.start()
@@ -88,10 +99,13 @@ class Service:
         eng.check_inputs(list(inputs))
         values = eng.validate(params or {})
         model, version = self._model_for(eng, model)
+        eng.check_model_params(model, values)
+        keep_alive = check_keep_alive(keep_alive)
         hashes = {name: self._input_hash(ref) for name, ref in inputs.items()}
         folder = self._out_dir(out_dir)
         record = JobRecord(engine=engine, inputs=inputs, params=values, out_dir="",
-                           model=model, keep_alive=keep_alive, no_cache=no_cache, client=client)
+                           model=model, keep_alive=keep_alive, no_cache=no_cache, client=client,
+                           input_hashes=hashes)
         record.out_dir = str(folder or self.config.outputs_dir / record.id)
         record.cache_key = cache_key(engine, eng.version, model, version, hashes, values)
         if not no_cache and self._serve_cached(record, eng):
@@ -130,14 +144,23 @@ class Service:
     def upload(self, chunks: Iterable[bytes], sha256: str = "") -> tuple[str, int]:
         return self.blobs.put(chunks, sha256)
 
-    def download_path(self, path: str = "", blob: str = "") -> Path:
-        """A file a client may download: a blob, or a file under the roots/outputs."""
+    def open_download(self, path: str = "", blob: str = ""):
+        """A file a client may download, open (pinned): a blob, or a file under the
+        roots or the daemon's outputs folder. Returns (binary file, size).
+
+        Raises:
+            NotFound, InvalidArgument, PermissionDenied.
+        """
         if blob:
-            return self.blobs.path(blob)
-        resolved = self._writable.check(path, "download")
-        if not resolved.is_file():
-            raise NotFound(f"'{path}' does not exist or is not a file")
-        return resolved
+            handle = open(self.blobs.path(blob), "rb")
+        else:
+            resolved = self._writable.check(path, "download")
+            problem = input_problem(resolved)
+            if problem:
+                error = NotFound if problem.startswith("does not exist") else InvalidArgument
+                raise error(f"cannot download '{path}': it {problem}")
+            handle = open_regular(resolved)
+        return handle, os.fstat(handle.fileno()).st_size
 
     # -- engines, models, status ----------------------------------------------
     def engines(self) -> list[tuple[str, Engine | None, str]]:
@@ -149,7 +172,7 @@ class Service:
 
     def load_model(self, name: str, keep_alive: float | None = None) -> dict:
         self.registry.engine_for_model(name)
-        self.residency.load(name, keep_alive)
+        self.residency.load(name, check_keep_alive(keep_alive))
         return self._model_info(name)
 
     def unload_model(self, name: str) -> dict:
@@ -213,16 +236,21 @@ class Service:
         if not ref.get("path"):
             raise InvalidArgument("an input names neither a path nor a blob; give one")
         path = self.roots.check(ref["path"], "read")
-        if path.is_dir():
-            raise InvalidArgument(f"input '{ref['path']}' is a folder, not a file; give one audio "
-                                  f"file (WAV, FLAC, AIFF, OGG, MP3, M4A) from inside it")
-        if not path.is_file():
-            raise NotFound(f"input file '{ref['path']}' does not exist; check the path")
+        problem = input_problem(path)
+        if problem:
+            error = NotFound if problem.startswith("does not exist") else InvalidArgument
+            raise error(f"input '{ref['path']}' {problem}")
         return path
 
     def _input_hash(self, ref: dict) -> str:
-        return ref["blob"] if ref.get("blob") and self.blobs.path(ref["blob"]) else \
-            self.hasher.hash(self._input_path(ref))
+        if ref.get("blob") and self.blobs.path(ref["blob"]):
+            return ref["blob"]
+        path = self._input_path(ref)
+        try:
+            return self.hasher.hash(path)
+        except OSError as exc:
+            raise PermissionDenied(f"cannot read input '{ref['path']}': {exc.strerror or exc}; "
+                                   f"check its permissions") from None
 
     def _out_dir(self, out_dir: str) -> Path | None:
         if not out_dir:
@@ -234,25 +262,39 @@ class Service:
         meta = self.cache.get(record.cache_key)
         if meta is None:
             return False
-        folder = Path(record.out_dir)
-        first = record.inputs[eng.inputs[0].name]
-        clip = Path(first.get("filename") or first.get("path") or "clip").stem
-        outputs = []
-        for item in meta["outputs"]:
-            suffix = "." + item["name"].rsplit(".", 1)[-1]
-            path = copy_file_atomic(self.cache.file(record.cache_key, item["file"]), folder,
-                                    output_name(clip, record.model or record.engine, item["kind"], suffix),
-                                    tag=record.id)
-            outputs.append({**{k: item[k] for k in ("kind", "size", "sha256") if k in item},
-                            "path": str(path)})
-        now = time.time()
-        record.outputs, record.report, record.cached = outputs, meta["report"], True
+        clip = _clip_of(record, eng) or meta.get("clip") or record.engine
+        publication = Publication(Path(record.out_dir), record.id,
+                                  private=Path(record.out_dir).parent == self.config.outputs_dir)
+        try:
+            for item in meta["outputs"]:
+                suffix = "." + item["name"].rsplit(".", 1)[-1]
+                publication.stage_file(self.cache.file(record.cache_key, item["file"]),
+                                       output_name(clip, record.model or record.engine,
+                                                   item["kind"], suffix), item["kind"])
+            record.state, record.started_at = JobState.RUNNING, time.time()
+            commit(record, publication, self.store.save)
+        except BaseException:
+            publication.rollback()
+            self.store.delete(record.id)
+            raise
+        record.report, record.cached = meta["report"], True
         record.state, record.progress, record.stage = JobState.SUCCEEDED, 1.0, "done (cached)"
-        record.started_at = record.finished_at = now
-        self._track(record)
+        record.finished_at = time.time()
         self.store.save(record)
+        settle(record, publication, self.store.save)
+        self._track(record)
         self.board.publish(record)
         return True
+
+    def _repair_publications(self) -> None:
+        """Finish or undo outputs a killed daemon was linking into place."""
+        for record in self.store.publishing():
+            for path in repair(record.publishing, record.state is JobState.SUCCEEDED):
+                log.info("removed %s left by job %s", path, record.id)
+            record.publishing = []
+            if record.state is not JobState.SUCCEEDED:
+                record.outputs = []
+            self.store.save(record)
 
     def _clean_after_interrupted(self, job_ids: list[str]) -> None:
         """Remove the temp files jobs of a killed daemon left in users' folders."""
@@ -308,6 +350,26 @@ class Service:
 
     def _estimate(self, name: str) -> int:
         return self.registry.model_spec(name)[1].size_bytes
+
+
+def check_keep_alive(value: float | None) -> float | None:
+    """A keep-alive is a finite number of seconds (negative = forever) or None (default)."""
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise InvalidArgument(f"keep_alive is {value}; give seconds (e.g. 300), 0 to unload "
+                              f"after the job, or -1 to keep the model loaded forever")
+    return float(value)
+
+
+def _clip_of(record: JobRecord, eng: Engine) -> str:
+    """The clip that names the outputs: the first input given (an engine's first
+    declared input may be optional, as generate's melody is); '' when none is."""
+    for spec in eng.inputs:
+        ref = record.inputs.get(spec.name)
+        if ref:
+            return Path(ref.get("filename") or ref.get("path") or "clip").stem
+    return ""
 
 
 def model_rows(registry, resident: list[dict]) -> list[dict]:

@@ -266,6 +266,15 @@ class SeparateEngine(Engine):
                 raise InvalidArgument(f"unknown stem '{stem}'; stems: {', '.join(sorted(known))}")
         return {**values, "stems": ",".join(stems), "two_stems": two}
 
+    def _check_model(self, model: str, values) -> None:
+        """The stems asked for must be the model's own: known at submit from its sidecar."""
+        sources = list(hpss_dsp.STEMS) if model == HPSS else self._sidecar(model).get("sources")
+        wanted = _stem_list(values.get("stems")) + ([values["two_stems"]] if values.get("two_stems") else [])
+        missing = [stem for stem in wanted if sources and stem not in sources]
+        if missing:
+            raise InvalidArgument(f"model '{model}' has no stem '{missing[0]}'; its stems: "
+                                  f"{', '.join(sources)}; pick from those or another model")
+
     # -- running -------------------------------------------------------------
     def _run(self, handle: Handle, inputs, params, ctx: RunContext) -> RunResult:
         audio = inputs["audio"]

@@ -35,6 +35,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Bridge"].full_name
 STATE_TO_PB = {state: pb.JobState.Value(state.name) for state in JobState}
 PB_TO_STATE = {value: state for state, value in STATE_TO_PB.items()}
 ERROR_CODE_KEY = "bridge-error-code"
+MAX_MESSAGE_BYTES = 64 << 20  # one message (an Upload chunk); uploads send 1 MiB chunks
 
 _STATUS = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
@@ -60,6 +61,8 @@ def _translate_errors(method):
             return method(self, request, context)
         except BridgeError as exc:
             _abort(context, exc)
+        except grpc.RpcError:  # the client's request stream failed: gone, or a chunk over the limit
+            _stream_failed(method.__name__, context)
         except Exception as exc:  # a bug: report it as internal, keep serving
             log.exception("%s failed", method.__name__)
             _abort(context, Internal(f"internal error in {method.__name__}: {type(exc).__name__}: {exc}"))
@@ -81,9 +84,20 @@ def _translate_stream_errors(method):
     return wrapper
 
 
+MAX_MESSAGE = 2000  # characters: status details travel in metadata, limited to 8 KiB
+
+
+def _stream_failed(name: str, context) -> None:
+    """grpc already answered the client (CANCELLED, RESOURCE_EXHAUSTED): one quiet line."""
+    log.info("%s: the request stream ended early (client gone, or a message over the %d MiB limit)",
+             name, MAX_MESSAGE_BYTES >> 20)
+    context.abort(grpc.StatusCode.CANCELLED, "the request stream ended early")
+
+
 def _abort(context, exc: BridgeError):
     context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
-    context.abort(_STATUS.get(exc.code, grpc.StatusCode.UNKNOWN), exc.message)
+    message = exc.message if len(exc.message) <= MAX_MESSAGE else exc.message[:MAX_MESSAGE - 3] + "..."
+    context.abort(_STATUS.get(exc.code, grpc.StatusCode.UNKNOWN), message)
 
 
 class BridgeServicer(pb_grpc.BridgeServicer):
@@ -138,10 +152,9 @@ class BridgeServicer(pb_grpc.BridgeServicer):
 
     @_translate_stream_errors
     def Download(self, request, context):
-        path = self.service.download_path(request.path, request.blob)
-        size = path.stat().st_size
-        step = request.chunk_size or (1 << 20)
-        with open(path, "rb") as handle:
+        handle, size = self.service.open_download(request.path, request.blob)
+        step = min(request.chunk_size or (1 << 20), MAX_MESSAGE_BYTES // 2)
+        with handle:
             first = True
             while context.is_active():
                 data = handle.read(step)
@@ -293,8 +306,8 @@ class GrpcServers:
     def _server(self, workers: int, interceptor) -> grpc.Server:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sb-grpc"),
                              interceptors=[interceptor] if interceptor else [],
-                             options=[("grpc.max_receive_message_length", 64 << 20),
-                                      ("grpc.max_send_message_length", 64 << 20),
+                             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)])
         pb_grpc.add_BridgeServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -37,19 +37,29 @@ def from_struct(struct: struct_pb2.Struct) -> dict:
 
     A Struct carries every number as a double, so a seed of 5 or a frame count
     would otherwise read 5.0: a whole number below 2**53 (exact in a double)
-    is given back as the int it was sent as.
+    is given back as the int it was sent as. NaN and infinity (which a Struct
+    can carry but JSON cannot) come back as floats, for the engine's
+    parameter check to refuse by name.
     """
-    return _whole(json_format.MessageToDict(struct))
+    return {key: _plain(value) for key, value in struct.fields.items()}
 
 
-def _whole(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
-        return int(value)
-    return value
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [_plain(v) for v in value.list_value.values]
+    if kind == "number_value":
+        number = value.number_value
+        if math.isfinite(number) and number.is_integer() and abs(number) < 2 ** 53:
+            return int(number)
+        return number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
 
 
 def job_to_dict(job: pb.Job) -> dict:

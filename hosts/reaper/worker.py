@@ -4,8 +4,8 @@
 
 SPEC holds ``engine``, ``inputs``, ``params``, ``model`` and ``out_dir``, and may hold
 ``trim`` ``{"input", "start", "duration"}`` (seconds of that input's file): then only
-that span - what the item plays - is sent, cut into a file beside the outputs that is
-removed when the job ends. The job
+that span - what the item plays - is sent: cut into a private temp file and uploaded to
+the daemon as a blob named after the source, so nothing lands in the project. The job
 goes to the daemon through ``bridge.client``; every event (at most ten a second)
 and then the end are written to STATUS atomically, so REAPER's side can read the
 file from its idle loop without ever waiting. STATUS is one JSON object:
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,12 +48,11 @@ def run(spec: dict, status_path: Path) -> int:
             write_status(status_path, {"state": job["state"], "progress": job["progress"],
                                        "stage": job["stage"], "job_id": job["job_id"]})
 
-    cut = None
     try:
         with Client() as client:
             client.health(timeout=3.0)
             if spec.get("trim"):
-                cut = _cut(spec)
+                _cut(spec, client)
             try:
                 job = client.run(spec["engine"], spec["inputs"], spec.get("params") or {}, spec["out_dir"],
                                  on_event=on_event, model=spec.get("model") or "", client="reaper")
@@ -63,9 +63,6 @@ def run(spec: dict, status_path: Path) -> int:
     except BridgeError as exc:
         write_status(status_path, {"done": True, "state": "failed", "error": exc.to_dict()})
         return 3 if exc.code == "unavailable" else 1
-    finally:
-        if cut is not None:
-            cut.unlink(missing_ok=True)
     result = {k: job[k] for k in ("job_id", "state", "engine", "model", "report", "error")}
     result["outputs"] = [{"path": o["path"], "kind": o["kind"]} for o in job["outputs"]]
     write_status(status_path, {"done": True, "state": job["state"], "progress": job["progress"],
@@ -73,9 +70,10 @@ def run(spec: dict, status_path: Path) -> int:
     return 0 if job["state"] == "succeeded" else 1
 
 
-def _cut(spec: dict) -> Path:
-    """Write the trimmed span of ``spec["inputs"][trim.input]`` beside the outputs and point the
-    input at it; returns the new file. The original file is only read."""
+def _cut(spec: dict, client) -> None:
+    """Send only the trimmed span of ``spec["inputs"][trim.input]``: cut into a private temp
+    file, uploaded as a blob named after the source (outputs keep the clip's name), and the
+    input pointed at it. Nothing is written into the project's folders; the original is only read."""
     import soundfile
 
     from bridge.client import InvalidArgument
@@ -92,15 +90,12 @@ def _cut(spec: dict) -> Path:
         f.seek(start)
         audio = f.read(min(frames, f.frames - start), dtype="float32", always_2d=True)
         rate, subtype = f.samplerate, f.subtype
-    folder = Path(spec["out_dir"])
-    folder.mkdir(parents=True, exist_ok=True)
-    cut = folder / f".{source.stem}.{os.getpid()}.heard.wav"
-    tmp = cut.with_name(cut.name + ".tmp")
-    soundfile.write(str(tmp), audio, rate, subtype="FLOAT" if subtype.startswith("FLOAT") else "PCM_24",
-                    format="WAV")
-    os.replace(tmp, cut)
-    spec["inputs"] = {**spec["inputs"], trim["input"]: str(cut)}
-    return cut
+    with tempfile.TemporaryDirectory(prefix="sb-reaper-") as folder:
+        cut = Path(folder) / f"{source.stem}.wav"
+        soundfile.write(str(cut), audio, rate, subtype="FLOAT" if subtype.startswith("FLOAT") else "PCM_24",
+                        format="WAV")
+        blob = client.upload(cut)
+    spec["inputs"] = {**spec["inputs"], trim["input"]: ("blob:" + blob, source.name)}
 
 
 def _after_restart(client, job_id: str, exc) -> dict:

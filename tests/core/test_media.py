@@ -10,7 +10,9 @@ import pytest
 import soundfile
 
 from bridge.core.engine import Audio
-from bridge.core.media import MediaRoots, read_audio, remove_partials, write_audio_atomic
+from bridge.core.media import read_audio, write_audio_atomic
+from bridge.core.paths import MediaRoots
+from bridge.core.publish import remove_partials
 from bridge.core.errors import PermissionDenied
 from tests.conftest import write_tone
 
