@@ -147,6 +147,27 @@ def echo_server_main(sock: str, info: str) -> None:
 
 
 # -- processes -------------------------------------------------------------------
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call, as the project's client does."""
+
+    def __init__(self, token: str):
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _with(self, details):
+        return details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+    intercept_unary_stream = intercept_unary_unary
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with(details), request_iterator)
+
+    intercept_stream_stream = intercept_stream_unary
+
+
 class Proc:
     """A server subprocess: the daemon or the echo baseline."""
 
@@ -200,6 +221,14 @@ class Proc:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def channel(self, key: str) -> grpc.Channel:
+        """A channel to endpoint ``key`` ("socket" or "grpc"); the daemon's TCP needs its token."""
+        channel = grpc.insecure_channel(self.info[key].replace("unix://", "unix:"), options=OPTIONS)
+        token_file = self.state / "token"
+        if self.kind == "daemon" and key == "grpc":
+            channel = grpc.intercept_channel(channel, _Bearer(token_file.read_text().strip()))
+        return channel
 
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as handle:
@@ -300,7 +329,7 @@ def bench_round_trips(daemon: Proc, echo: Proc, args, rows: list) -> None:
     payload = os.urandom(256)
 
     for label, target_key in (("unix socket", "socket"), ("TCP 127.0.0.1", "grpc")):
-        dch = grpc.insecure_channel(daemon.info[target_key].replace("unix://", "unix:"), options=OPTIONS)
+        dch = daemon.channel(target_key)
         ech = grpc.insecure_channel(echo.info[target_key].replace("unix://", "unix:"), options=OPTIONS)
         stub = pb_grpc.BridgeStub(dch)
         e_unary = ech.unary_unary(ECHO_UNARY)
@@ -418,8 +447,7 @@ def bench_throughput(daemon: Proc, echo: Proc, args, rows: list) -> None:
         return out
 
     for label, key in (("unix socket", "socket"), ("TCP 127.0.0.1", "grpc")):
-        target = daemon.info[key].replace("unix://", "unix:")
-        dch = grpc.insecure_channel(target, options=OPTIONS)
+        dch = daemon.channel(key)
         ech = grpc.insecure_channel(echo.info[key].replace("unix://", "unix:"), options=OPTIONS)
         stub = pb_grpc.BridgeStub(dch)
         sink = ech.stream_unary(ECHO_SINK)

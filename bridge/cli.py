@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, ENV_TOKEN, Config, \
-    osc_socket_default, socket_default, state_dir_default
+from .core.config import DEFAULT_GRPC_PORT, DEFAULT_OSC_PORT, ENV_ADDR, ENV_TOKEN, ENV_TOKEN_FILE, \
+    Config, osc_socket_default, socket_default, state_dir_default
 from . import __version__
 from .core.errors import BridgeError
 
@@ -40,6 +40,15 @@ class _Parser(argparse.ArgumentParser):
 _ARGV: list[str] | None = None
 
 
+class _TokenOnCommandLine(argparse.Action):
+    """A token in argv is readable by every user (/proc/PID/cmdline): refuse it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"--token on the command line is visible to every user of this machine "
+                     f"(in /proc/<pid>/cmdline); put it in ${ENV_TOKEN} or in a file given with "
+                     f"--token-file (the local daemon's own token is found by itself)")
+
+
 def main(argv: list[str] | None = None) -> int:
     global _ARGV
     _ARGV = argv
@@ -49,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        args.token = _token_of(args)
         result = args.handler(args)
     except BridgeError as exc:
         return _fail(args, exc)
@@ -66,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--addr", default=None,
                         help=f"daemon address: unix:///path or host:port (default: ${ENV_ADDR} "
                              f"or the user's socket)")
-    common.add_argument("--token", default=None, help=f"token for a remote daemon (default: ${ENV_TOKEN})")
+    common.add_argument("--token-file", default=None, metavar="FILE",
+                        help=f"read the daemon's token from FILE (default: ${ENV_TOKEN}, "
+                             f"${ENV_TOKEN_FILE}, else the local daemon's own token file)")
+    common.add_argument("--token", action=_TokenOnCommandLine, help=argparse.SUPPRESS)
 
     parser = _Parser(prog="studio-bridge", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"studio-bridge {__version__}")
@@ -247,8 +260,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="INFO")
 
 
+def _token_of(args) -> str | None:
+    """--token-file's token; None lets the client find one (environment, own file)."""
+    from .core.state import read_token
+
+    return read_token(args.token_file) if getattr(args, "token_file", None) else None
+
+
 def config_from_args(args) -> Config:
-    token = args.token if args.token is not None else os.environ.get(ENV_TOKEN, "")
+    """serve's options; the token: --token-file, else $STUDIO_BRIDGE_TOKEN, else the daemon's own."""
+    token = getattr(args, "token", None) or os.environ.get(ENV_TOKEN, "")
     return Config(
         state_dir=Path(args.state_dir).expanduser(),
         media_roots=[Path(r).expanduser() for r in args.media_root] or [Path.home()],

@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 
 import grpc
 
-from .core.config import ENV_ADDR, ENV_TOKEN, default_addr, is_loopback
+from .core.config import ENV_ADDR, ENV_TOKEN, ENV_TOKEN_FILE, default_addr, is_loopback, \
+    state_dir_default
 from .core.errors import BridgeError, Internal, InvalidArgument, Unavailable, from_code
 from .transport.wire import job_to_dict, message_to_dict, to_struct
 from .v1 import bridge_pb2 as pb
@@ -38,7 +39,10 @@ class Client:
 
     Args:
         addr: ``unix:///path/to.sock`` or ``host:port``; default: environment.
-        token: sent as ``authorization: Bearer <token>`` when set.
+        token: sent as ``authorization: Bearer <token>``; None finds it:
+            ``STUDIO_BRIDGE_TOKEN``, else the file ``STUDIO_BRIDGE_TOKEN_FILE``
+            names, else (for a daemon on this machine) the daemon's own
+            ``<state-dir>/token``, readable by its owner only.
         timeout: seconds for unary calls (streams have none).
         local: whether the daemon reads this machine's files; None = infer
             from the address (unix socket or loopback).
@@ -48,7 +52,7 @@ class Client:
                  local: bool | None = None):
         self._local = local
         self.addr = addr or os.environ.get(ENV_ADDR) or default_addr()
-        token = token if token is not None else os.environ.get(ENV_TOKEN, "")
+        token = token if token is not None else find_token(self.is_local)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self._channel = grpc.insecure_channel(
@@ -143,7 +147,8 @@ class Client:
         return job if job["state"] in TERMINAL else self.wait(job["job_id"], on_event)
 
     def _run_remote(self, engine, inputs, params, out_dir, on_event, **options) -> dict:
-        refs = {name: ("blob:" + self.upload(path), Path(path).name) for name, path in inputs.items()}
+        refs = {name: ref if isinstance(ref, tuple) else ("blob:" + self.upload(ref), Path(ref).name)
+                for name, ref in inputs.items()}  # a (blob, filename) pair is uploaded already
         job = self.submit(engine, refs, params, "", **options)
         job = job if job["state"] in TERMINAL else self.wait(job["job_id"], on_event)
         folder = Path(out_dir or ".")
@@ -262,6 +267,27 @@ class Client:
                 f"no Studio Bridge daemon answers at {self.addr} ({exc.details()}); start one "
                 f"with `studio-bridge serve`, or point {ENV_ADDR} / --addr at it")
         return from_code(exc.code().name.lower(), exc.details() or str(exc.code()))
+
+
+def find_token(local: bool) -> str:
+    """The token to show the daemon, when none was given (see ``Client``).
+
+    The daemon's own token file is read only for a daemon on this machine: a
+    remote address never gets the local daemon's token.
+    """
+    from .core.state import TOKEN_FILE, read_token
+
+    if os.environ.get(ENV_TOKEN):
+        return os.environ[ENV_TOKEN]
+    if os.environ.get(ENV_TOKEN_FILE):
+        return read_token(os.environ[ENV_TOKEN_FILE])
+    own = state_dir_default() / TOKEN_FILE
+    if local and os.access(own, os.R_OK):
+        try:
+            return read_token(own)
+        except InvalidArgument:
+            return ""
+    return ""
 
 
 def _check_finite(params: dict) -> None:

@@ -58,14 +58,24 @@ def run_job(args, engine: str, inputs: dict, params: dict, out_dir: str, **optio
 
 # -- commands -------------------------------------------------------------------
 def serve(args) -> int:
+    import os
+
     from .cli import config_from_args
+    from .core.publish import remember_user_umask
     from .daemon import Daemon
 
     logging.getLogger().setLevel(args.log_level.upper())
+    # Everything the daemon makes for itself (records, cache, scratch, models) is
+    # the owner's alone; outputs in the user's folders keep the user's umask.
+    remember_user_umask()
+    os.umask(0o077)
     daemon = Daemon(config_from_args(args)).start()
     info = daemon.endpoints()
     print(f"studio-bridge serving: grpc {info['grpc'] or 'off'}, socket {info['socket'] or 'off'}, "
-          f"osc {info['osc'] or 'off'} (pid {info['pid']})", file=sys.stderr, flush=True)
+          f"osc {info['osc'] or 'off'}, osc socket {info.get('osc_socket') or 'off'} (pid {info['pid']}); "
+          f"TCP clients need the token in "
+          f"{info['token_file'] or 'the file or environment it was given in'}",
+          file=sys.stderr, flush=True)
     daemon.serve_forever(args.grace)
     return 0
 
@@ -277,8 +287,9 @@ def service(args) -> dict | int:
     from .core.config import ENV_TOKEN
 
     if args.action == "install":
-        # As serve: --token, else $STUDIO_BRIDGE_TOKEN; it goes into the (0600) file, never argv.
-        args.token = args.token if args.token is not None else os.environ.get(ENV_TOKEN, "")
+        # As serve: --token-file, else $STUDIO_BRIDGE_TOKEN (into the 0600 unit file, never
+        # argv), else none: the daemon then makes and keeps its own.
+        args.token = args.token or os.environ.get(ENV_TOKEN, "")
         config_from_args(args).check()  # refuse now what the daemon would refuse at every start
         blank = argparse.ArgumentParser()
         _serve_args(blank)

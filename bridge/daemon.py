@@ -35,6 +35,7 @@ class Daemon:
         """Bind everything and start serving; returns self."""
         from .transport.grpc_server import GrpcServers
 
+        self._token()
         self.config.check()
         # Weights are never fetched while a job runs: a library that would look
         # one up on a hub must fail at once instead of hanging.
@@ -64,6 +65,14 @@ class Daemon:
         log.info("serving in %.3f s: %s", time.monotonic() - started, self.endpoints())
         return self
 
+    def _token(self) -> None:
+        """TCP always needs a token: the one given, else the daemon's own (made once, 0600)."""
+        from .core.state import daemon_token, private_dir
+
+        if not self.config.token:
+            private_dir(self.config.state_dir)
+            self.config.token, self.config.token_file = daemon_token(self.config.state_dir)
+
     def endpoints(self) -> dict:
         host = self.config.grpc.rpartition(":")[0] if self.config.grpc else ""
         osc_host = self.config.osc.rpartition(":")[0] if self.config.osc else ""
@@ -74,13 +83,13 @@ class Daemon:
             "osc": f"{osc_host}:{self.osc.port}" if self.osc and self.config.osc else "",
             "osc_socket": self.config.osc_socket if self.osc else "",
             "state_dir": str(self.config.state_dir),
+            "token_file": str(self.config.token_file or ""),
         }
 
     def _write_info(self) -> None:
-        path = self.config.state_dir / "daemon.json"
-        tmp = path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(self.endpoints(), indent=2))
-        os.replace(tmp, path)
+        from .core.state import write_private
+
+        write_private(self.config.state_dir / "daemon.json", json.dumps(self.endpoints(), indent=2))
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop jobs first, then the transports, then unload models.

@@ -26,7 +26,7 @@ from .core.errors import BridgeError, Unavailable
 UNIT_NAME = "studio-bridge.service"
 LAUNCHD_LABEL = "org.studio-bridge.daemon"
 # Options whose values are paths: made absolute, since a service does not start in the user's cwd.
-PATH_OPTIONS = ("state_dir", "socket", "media_root")
+PATH_OPTIONS = ("state_dir", "socket", "media_root", "osc_socket", "token_file")
 
 Run = Callable[[list[str]], "tuple[int, str]"]
 
@@ -79,6 +79,9 @@ def serve_options(values: dict, defaults: dict, pin: tuple[str, ...] = ("state_d
         if value is None or (value == default and dest not in pin):
             continue
         flag = "--" + dest.replace("_", "-")
+        if isinstance(value, bool):  # a store_true switch: the flag alone
+            argv += [flag] if value else []
+            continue
         for item in value if isinstance(value, list) else [value]:
             if dest in PATH_OPTIONS and item:
                 item = os.path.abspath(os.path.expanduser(str(item)))

@@ -41,6 +41,11 @@ class DaemonProc:
         return self.info["grpc"]
 
     @property
+    def token(self) -> str:
+        """The daemon's own token (TCP needs it; the unix socket does not)."""
+        return (self.state_dir / "token").read_text().strip()
+
+    @property
     def osc_port(self) -> int:
         return int(self.info["osc"].rpartition(":")[2])
 
@@ -70,14 +75,18 @@ class DaemonProc:
         self.info = json.loads(info_path.read_text())
         return self
 
-    def client(self, **kwargs):
+    def client(self, tcp: bool = False, **kwargs):
+        """A client on the unix socket, or on TCP with the daemon's token."""
         from bridge.client import Client
 
+        if tcp:
+            return Client(self.tcp, **{"token": self.token, **kwargs})
         return Client(self.addr, **kwargs)
 
     def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run the real CLI against this daemon."""
-        env = {**os.environ, "STUDIO_BRIDGE_ADDR": self.addr}
+        env = {**os.environ, "STUDIO_BRIDGE_ADDR": self.addr,
+               "STUDIO_BRIDGE_TOKEN_FILE": str(self.state_dir / "token")}
         result = subprocess.run([sys.executable, "-m", "bridge", *args], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode:

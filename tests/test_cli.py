@@ -107,7 +107,8 @@ def test_no_daemon_is_a_clear_error(tmp_path):
 
 
 def test_addr_flag_wins_over_environment(daemon, tmp_path):
-    env = {**os.environ, "STUDIO_BRIDGE_ADDR": f"unix://{tmp_path}/none.sock"}
+    env = {**os.environ, "STUDIO_BRIDGE_ADDR": f"unix://{tmp_path}/none.sock",
+           "STUDIO_BRIDGE_TOKEN_FILE": str(daemon.state_dir / "token")}
     result = subprocess.run([sys.executable, "-m", "bridge", "status", "--json", "--addr", daemon.tcp],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
@@ -119,7 +120,7 @@ def test_remote_host_uploads_and_downloads(daemon, tmp_path):
     from bridge.client import Client
 
     src = write_tone(tmp_path / "remote.wav", seconds=4)  # outside the media roots on purpose
-    with Client(daemon.tcp, local=False) as client:
+    with Client(daemon.tcp, local=False, token=daemon.token) as client:
         job = client.run("master", {"audio": str(src)}, {"preset": "ebu-r128"}, out_dir=str(tmp_path / "got"))
     assert job["state"] == "succeeded"
     local = Path(job["outputs"][0]["path"])

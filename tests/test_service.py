@@ -92,6 +92,9 @@ def test_serve_options_pass_what_the_user_gave(tmp_path, monkeypatch):
     assert argv == ["--state-dir", "/home/u/.local/state/studio-bridge",
                     "--media-root", str(tmp_path / "music"), "--media-root", os.path.expanduser("~/video"),
                     "--keep-alive", "600", "--memory-budget", str(8 << 30)]
+    switches = {"osc_trust_loopback": False, "osc_socket": None}
+    argv = su.serve_options({"osc_trust_loopback": True, "osc_socket": "osc.sock"}, switches, pin=())
+    assert argv == ["--osc-trust-loopback", "--osc-socket", str(tmp_path / "osc.sock")]  # no "True"
 
 
 def test_windows_says_what_to_do_instead():

@@ -1,7 +1,8 @@
 """Daemon configuration and default endpoints.
 
 Defaults keep everything local: a unix socket in the user's runtime dir
-(mode 0600) and 127.0.0.1 for gRPC and OSC. Any other address needs a token.
+(mode 0600) and 127.0.0.1 for gRPC and OSC. TCP always needs the token
+(``bridge.core.state``): loopback is no boundary between users of one machine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ DEFAULT_GRPC_PORT = 50551
 DEFAULT_OSC_PORT = 50552
 ENV_ADDR = "STUDIO_BRIDGE_ADDR"
 ENV_TOKEN = "STUDIO_BRIDGE_TOKEN"
+ENV_TOKEN_FILE = "STUDIO_BRIDGE_TOKEN_FILE"
 
 
 def state_dir_default() -> Path:
@@ -62,7 +64,8 @@ class Config:
     osc_socket: str = field(default_factory=osc_socket_default)
     # Serve every loopback UDP/TCP OSC sender without looking up whose socket it is.
     osc_trust_loopback: bool = False
-    token: str = ""
+    token: str = ""  # "" = the daemon's own, made at first start in <state_dir>/token
+    token_file: Path | None = None  # where the token lives (written to daemon.json)
     keep_alive: float = 300.0
     memory_budget: int | None = None
     preload: list[str] = field(default_factory=list)
@@ -75,19 +78,16 @@ class Config:
     def check(self) -> None:
         """Refuse unsafe endpoints before anything binds.
 
+        gRPC needs no check here: TCP always requires the token (the daemon's
+        own when none is given), loopback or not.
+
         Raises:
-            PermissionDenied: a non-loopback address without a token.
+            PermissionDenied: non-loopback OSC with no --osc-allow list.
             InvalidArgument: a malformed HOST:PORT.
         """
         for label, addr in (("--grpc", self.grpc), ("--osc", self.osc)):
-            if not addr:
-                continue
-            host, _ = split_host_port(addr, label)
-            if not is_loopback(host) and not self.token:
-                raise PermissionDenied(
-                    f"{label} {addr} listens beyond this machine and no token is set; "
-                    f"set one with --token or {ENV_TOKEN}, or listen on 127.0.0.1"
-                )
+            if addr:
+                split_host_port(addr, label)
         if self.osc and not is_loopback(split_host_port(self.osc, "--osc")[0]) and not self.osc_allow:
             raise PermissionDenied(
                 f"--osc {self.osc} is not loopback and OSC carries no token; list the "

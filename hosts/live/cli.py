@@ -15,7 +15,7 @@ import threading
 
 
 def add_live_command(sub, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``live`` to the CLI's subparsers (``common`` has --json/--addr/--token)."""
+    """Add ``live`` to the CLI's subparsers (``common`` has --json/--addr/--token-file)."""
     p = sub.add_parser("live", parents=[common], help="a JACK client that follows MIDI clock, keeps the "
                        "last bars of a DAW send and plays the daemon's result from the next bar line",
                        description="Connect the DAW's MIDI clock to <name>-midi:midi_in, its send to "

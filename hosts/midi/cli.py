@@ -34,7 +34,7 @@ def add_midi_command(sub, common: argparse.ArgumentParser) -> argparse.ArgumentP
 
     Args:
         sub: the CLI's subparsers action.
-        common: the parent parser with --json/--addr/--token.
+        common: the parent parser with --json/--addr/--token-file.
     """
     p = sub.add_parser("midi", parents=[common], help="play the daemon from a MIDI controller "
                        "(pads, knobs, MIDI clock; LED feedback)", description=DESCRIPTION,

@@ -19,7 +19,7 @@ def add_otio_command(sub, common: argparse.ArgumentParser, handler) -> argparse.
 
     Args:
         sub: the CLI's subparsers action.
-        common: the parent parser with --json/--addr/--token.
+        common: the parent parser with --json/--addr/--token-file.
         handler: the function the CLI calls with the parsed args.
     """
     shared = argparse.ArgumentParser(add_help=False)

@@ -38,32 +38,66 @@ def error_of(call) -> BridgeError:
 @pytest.fixture
 def token_daemon(media_dir, monkeypatch):
     """A daemon listening on all interfaces, protected by a token."""
-    monkeypatch.delenv("STUDIO_BRIDGE_TOKEN", raising=False)
+    monkeypatch.setenv("STUDIO_BRIDGE_TOKEN", TOKEN)  # the environment: never argv
     media = media_dir / "media"
     media.mkdir()
     (media_dir / "state").mkdir()
     proc = DaemonProc(media=media, state_dir=media_dir / "state", socket=str(media_dir / "s.sock"),
-                      extra=["--grpc", "0.0.0.0:0", "--token", TOKEN])
+                      extra=["--grpc", "0.0.0.0:0"])
     proc.start()
+    monkeypatch.delenv("STUDIO_BRIDGE_TOKEN")  # clients below choose what they send
     proc.loopback = "127.0.0.1:" + proc.tcp.rpartition(":")[2]
     yield proc
     proc.stop()
 
 
 # -- refusing to start ------------------------------------------------------------------
-def test_public_grpc_without_token_refuses_to_start(media_dir):
-    result = serve(media_dir, "--grpc", "0.0.0.0:0", "--osc", "127.0.0.1:0")
-    assert result.returncode != 0
-    message = result.stdout + result.stderr
-    assert "--token" in message, message
-    assert "0.0.0.0:0" in message  # names the offending address
-    assert "Traceback" not in message
-    assert not (media_dir / "state" / "daemon.json").exists()
+def test_tcp_always_needs_a_token_the_daemon_makes_itself(media_dir, monkeypatch):
+    """No token given: the daemon makes one (0600, in its state dir) and TCP requires it,
+    loopback included; the owner's client finds it by itself, nobody types it."""
+    monkeypatch.delenv("STUDIO_BRIDGE_TOKEN", raising=False)
+    (media_dir / "media").mkdir()
+    (media_dir / "state").mkdir()
+    proc = DaemonProc(media=media_dir / "media", state_dir=media_dir / "state",
+                      socket=str(media_dir / "s.sock"), extra=["--grpc", "0.0.0.0:0"]).start()
+    try:
+        token_file = media_dir / "state" / "token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((media_dir / "state").stat().st_mode) == 0o700
+        assert json.loads((media_dir / "state" / "daemon.json").read_text())["token_file"] == str(token_file)
+        token = token_file.read_text().strip()
+        assert len(token) >= 32
+        loopback = "127.0.0.1:" + proc.tcp.rpartition(":")[2]
+        with Client(loopback, token="") as anonymous:
+            assert error_of(anonymous.status).code == "unauthenticated"
+        with Client(loopback, token=token) as owner:
+            assert owner.status()["device"]
+        monkeypatch.setenv("STUDIO_BRIDGE_TOKEN_FILE", str(token_file))
+        with Client(loopback) as found:  # the token file named in the environment
+            assert found.status()["device"]
+        cmdline = Path(f"/proc/{proc.proc.pid}/cmdline").read_bytes()
+        assert token.encode() not in cmdline
+    finally:
+        proc.stop()
+    # The same token at the next start: clients configured once keep working.
+    again = DaemonProc(media=media_dir / "media", state_dir=media_dir / "state",
+                       socket=str(media_dir / "s.sock")).start()
+    try:
+        assert again.token == token
+    finally:
+        again.stop()
+
+
+def test_token_on_the_command_line_is_refused(media_dir):
+    result = serve(media_dir, "--token", TOKEN)
+    assert result.returncode == 2
+    assert "/proc" in result.stderr and "STUDIO_BRIDGE_TOKEN" in result.stderr and "--token-file" in result.stderr
+    assert TOKEN not in result.stderr and "Traceback" not in result.stderr
     assert not (media_dir / "s.sock").exists()
 
 
 def test_public_osc_without_allow_list_refuses_to_start(media_dir):
-    result = serve(media_dir, "--grpc", "127.0.0.1:0", "--osc", "0.0.0.0:0", "--token", TOKEN)
+    result = serve(media_dir, "--grpc", "127.0.0.1:0", "--osc", "0.0.0.0:0")
     assert result.returncode != 0
     assert "--osc-allow" in result.stdout + result.stderr
 

@@ -39,6 +39,11 @@ def grpcurl(*args: str, data: dict | None = None, timeout: float = 60) -> subpro
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def over_tcp(daemon) -> list[str]:
+    """grpcurl's arguments for the daemon's TCP port: the token, as a user passes it."""
+    return ["-H", f"authorization: Bearer {daemon.token}", daemon.tcp]
+
+
 def json_stream(text: str) -> list[dict]:
     """grpcurl prints one JSON object per streamed message, back to back."""
     decoder, out, index = json.JSONDecoder(), [], 0
@@ -88,7 +93,7 @@ def song(served, tmp_path_factory) -> Path:
 
 # -- reflection and health ------------------------------------------------------------------
 def test_reflection_lists_services(served):
-    result = grpcurl(served.tcp, "list")
+    result = grpcurl(*over_tcp(served), "list")
     assert result.returncode == 0, result.stderr
     services = result.stdout.split()
     assert "bridge.v1.Bridge" in services
@@ -96,7 +101,7 @@ def test_reflection_lists_services(served):
 
 
 def test_describe_bridge_shows_the_contract(served):
-    result = grpcurl(served.tcp, "describe", "bridge.v1.Bridge")
+    result = grpcurl(*over_tcp(served), "describe", "bridge.v1.Bridge")
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "bridge.v1.Bridge is a service" in text
@@ -104,14 +109,14 @@ def test_describe_bridge_shows_the_contract(served):
                 "ListEngines", "ListModels", "LoadModel", "UnloadModel", "Status"):
         assert f"rpc {rpc} (" in text, f"{rpc} missing from:\n{text}"
     assert re.search(r"rpc Watch \( \.bridge\.v1\.WatchRequest \) returns \( stream \.bridge\.v1\.JobEvent \)", text)
-    states = grpcurl(served.tcp, "describe", "bridge.v1.JobState")
+    states = grpcurl(*over_tcp(served), "describe", "bridge.v1.JobState")
     assert states.returncode == 0, states.stderr
     assert "INTERRUPTED = 7" in states.stdout
 
 
 @pytest.mark.parametrize("service", ["", "bridge.v1.Bridge"])
 def test_health_serving_over_tcp(served, service):
-    result = grpcurl("-d", json.dumps({"service": service}), served.tcp, "grpc.health.v1.Health/Check")
+    result = grpcurl("-d", json.dumps({"service": service}), *over_tcp(served), "grpc.health.v1.Health/Check")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"status": "SERVING"}
 
@@ -133,14 +138,14 @@ def test_submit_and_watch_master_job(served, song):
     request = {"engine": "master", "inputs": {"audio": {"path": str(song)}},
                "params": {"preset": "streaming"}, "out_dir": str(out_dir), "no_cache": True,
                "client": "grpcurl-test"}
-    submitted = grpcurl(served.tcp, "bridge.v1.Bridge/Submit", data=request)
+    submitted = grpcurl(*over_tcp(served), "bridge.v1.Bridge/Submit", data=request)
     assert submitted.returncode == 0, submitted.stderr
     job = json.loads(submitted.stdout)
     assert job["engine"] == "master"
     assert job["state"] in ("SUBMITTED", "QUEUED", "RUNNING"), job
     assert job["params"]["preset"] == "streaming"
 
-    watched = grpcurl("-max-time", "60", "-d", json.dumps({"job_id": job["id"]}), served.tcp,
+    watched = grpcurl("-max-time", "60", "-d", json.dumps({"job_id": job["id"]}), *over_tcp(served),
                       "bridge.v1.Bridge/Watch", timeout=90)
     assert watched.returncode == 0, watched.stderr
     events = json_stream(watched.stdout)
@@ -170,14 +175,14 @@ def test_submit_and_watch_master_job(served, song):
     assert abs(after["integrated_lufs"] - lufs) <= 0.1
     assert abs(after["true_peak_dbtp"] - peak) <= 0.05
 
-    again = grpcurl(served.tcp, "bridge.v1.Bridge/GetJob", data={"job_id": job["id"]})
+    again = grpcurl(*over_tcp(served), "bridge.v1.Bridge/GetJob", data={"job_id": job["id"]})
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["state"] == "SUCCEEDED"
 
 
 # -- errors ------------------------------------------------------------------------------------
 def test_get_unknown_job_is_not_found(served):
-    result = grpcurl("-v", served.tcp, "bridge.v1.Bridge/GetJob", data={"job_id": "no-such-job"})
+    result = grpcurl("-v", *over_tcp(served), "bridge.v1.Bridge/GetJob", data={"job_id": "no-such-job"})
     assert result.returncode == EXIT_BASE + NOT_FOUND, (result.returncode, result.stdout, result.stderr)
     err = result.stdout + result.stderr
     assert "Code: NotFound" in err
@@ -187,7 +192,7 @@ def test_get_unknown_job_is_not_found(served):
 
 
 def test_list_engines_describes_master(served):
-    result = grpcurl(served.tcp, "bridge.v1.Bridge/ListEngines", data={})
+    result = grpcurl(*over_tcp(served), "bridge.v1.Bridge/ListEngines", data={})
     assert result.returncode == 0, result.stderr
     engines = {e["name"]: e for e in json.loads(result.stdout)["engines"]}
     master = engines["master"]
@@ -220,7 +225,7 @@ def test_list_engines_describes_master(served):
 ], ids=["unknown-engine", "bad-preset", "unknown-param", "missing-input"])
 def test_bad_submit_gives_clear_error(served, song, request_, code, status, words):
     request_ = json.loads(json.dumps(request_).replace("{song}", str(song)))
-    result = grpcurl("-v", served.tcp, "bridge.v1.Bridge/Submit", data=request_)
+    result = grpcurl("-v", *over_tcp(served), "bridge.v1.Bridge/Submit", data=request_)
     assert result.returncode == EXIT_BASE + code, (result.returncode, result.stdout, result.stderr)
     text = result.stdout + result.stderr
     assert f"Code: {status}" in text
@@ -228,5 +233,5 @@ def test_bad_submit_gives_clear_error(served, song, request_, code, status, word
     for word in words:
         assert word in message, f"{word!r} not in the error message: {message}"
     # nothing was queued for a refused request
-    jobs = grpcurl(served.tcp, "bridge.v1.Bridge/ListJobs", data={})
+    jobs = grpcurl(*over_tcp(served), "bridge.v1.Bridge/ListJobs", data={})
     assert all(j.get("engine") != "no-such-engine" for j in json.loads(jobs.stdout).get("jobs", []))
