@@ -108,3 +108,28 @@ def test_osc_generate_replies_done_with_the_file(served):
     path = done[0][1][1]
     assert path == str(out / "drum-loop.tiny.3.wav")
     assert soundfile.info(path).frames == 96000  # one bar at 120 BPM, 48 kHz
+
+
+def test_the_same_generation_twice_comes_from_the_cache(served):
+    """Found on main: the second ask crashed Submit (KeyError: 'melody', an optional input)."""
+    out = served.media / "again"
+    args = ("same again", "--model", "tiny", "--bpm", "120", "--bars", "1", "--seed", "5",
+            "--out", str(out))
+    code, first = generate(served, *args)
+    assert code == 0 and not first["cached"], first
+    code, second = generate(served, *args)
+    assert code == 0 and second["cached"], second
+    [one], [two] = first["outputs"], second["outputs"]
+    assert one["path"] == str(out / "same-again.tiny.5.wav")
+    assert two["path"] == str(out / "same-again.tiny.5.2.wav")  # never over the first
+    assert open(one["path"], "rb").read() == open(two["path"], "rb").read()
+    clip = write_tone(served.media / "intro.wav", seconds=1.0)
+    cont = ("more", "--model", "tiny", "--continue", str(clip), "--duration", "0.5", "--seed", "2",
+            "--out", str(out))
+    assert generate(served, *cont)[0] == 0
+    code, again = generate(served, *cont)
+    assert code == 0 and again["cached"] and again["outputs"][0]["path"].startswith(str(out / "intro."))
+    for _ in range(2):  # and over OSC the host hears done both times
+        replies = osc_roundtrip(served, "/bridge/generate", ["osc again", 120.0, 1.0, str(out),
+                                                             "model", "tiny", "seed", 9])
+        assert replies[-1][0] == "/bridge/done", replies
