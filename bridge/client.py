@@ -41,8 +41,8 @@ class Client:
         addr: ``unix:///path/to.sock`` or ``host:port``; default: environment.
         token: sent as ``authorization: Bearer <token>``; None finds it:
             ``STUDIO_BRIDGE_TOKEN``, else the file ``STUDIO_BRIDGE_TOKEN_FILE``
-            names, else (for a daemon on this machine) the daemon's own
-            ``<state-dir>/token``, readable by its owner only.
+            names, else the default daemon's own ``<state-dir>/token`` when
+            ``addr`` is that daemon's TCP address (``find_token``).
         timeout: seconds for unary calls (streams have none).
         local: whether the daemon reads this machine's files; None = infer
             from the address (unix socket or loopback).
@@ -52,7 +52,7 @@ class Client:
                  local: bool | None = None):
         self._local = local
         self.addr = addr or os.environ.get(ENV_ADDR) or default_addr()
-        token = token if token is not None else find_token(self.is_local)
+        token = token if token is not None else find_token(self.addr)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self._channel = grpc.insecure_channel(
@@ -269,25 +269,43 @@ class Client:
         return from_code(exc.code().name.lower(), exc.details() or str(exc.code()))
 
 
-def find_token(local: bool) -> str:
-    """The token to show the daemon, when none was given (see ``Client``).
+def find_token(addr: str) -> str:
+    """The token to show the daemon at ``addr``, when none was given (see ``Client``).
 
-    The daemon's own token file is read only for a daemon on this machine: a
-    remote address never gets the local daemon's token.
+    The daemon's own token file is sent only to that daemon: never over a unix
+    socket (its file mode is the guard; no token needed), only to the TCP
+    address its ``daemon.json`` names, and - where the system says whose a
+    listening socket is (Linux) - only if that port's listener is this user's.
+    Otherwise another user who took the port while the daemon was down would
+    collect the token.
     """
-    from .core.state import TOKEN_FILE, read_token
+    from .core.state import TOKEN_FILE, listener_is_mine, read_token
 
     if os.environ.get(ENV_TOKEN):
         return os.environ[ENV_TOKEN]
     if os.environ.get(ENV_TOKEN_FILE):
         return read_token(os.environ[ENV_TOKEN_FILE])
-    own = state_dir_default() / TOKEN_FILE
-    if local and os.access(own, os.R_OK):
-        try:
-            return read_token(own)
-        except InvalidArgument:
-            return ""
-    return ""
+    state = state_dir_default()
+    own = state / TOKEN_FILE
+    if addr.startswith("unix:") or not os.access(own, os.R_OK) or addr != _daemon_tcp(state):
+        return ""
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit() or listener_is_mine(int(port)) is False:
+        return ""
+    try:
+        return read_token(own)
+    except InvalidArgument:
+        return ""
+
+
+def _daemon_tcp(state: Path) -> str:
+    """The TCP address the daemon of ``state`` says it listens on ("" if none)."""
+    import json
+
+    try:
+        return json.loads((state / "daemon.json").read_text()).get("grpc", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _check_finite(params: dict) -> None:

@@ -44,7 +44,7 @@ class Daemon:
         self.service = Service(self.config, self._registry, self._residency)
         try:
             self.grpc = GrpcServers(self.service, self.config.grpc, self.config.socket,
-                                    self.config.token)
+                                    self.config.token, token_file=str(self.config.token_file or ""))
             if self.config.osc or self.config.osc_socket:
                 from .transport.osc_server import OscServer
 

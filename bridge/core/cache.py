@@ -68,20 +68,25 @@ class ResultCache:
     def file(self, key: str, name: str) -> Path:
         return self.root / key / name
 
-    def put(self, key: str, outputs: list[dict], report: dict, clip: str = "") -> None:
+    def put(self, key: str, outputs: list[dict], report: dict, clip: str = "",
+            sources: list | None = None) -> None:
         """Copy finished output files into the cache under ``key``.
 
         ``outputs`` items carry ``path`` and ``kind``; the entry appears whole
         or not at all (built in a temp folder, then renamed). ``clip`` names
-        the outputs when no input clip does (a prompt's slug).
+        the outputs when no input clip does (a prompt's slug). ``sources``:
+        one callable per output opening its bytes (the job's staged files, read
+        through the pinned folder); default: each ``path``, opened pinned.
         """
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".put-"))
         try:
             entries = []
             for index, out in enumerate(outputs):
                 name = f"{index}-{Path(out['path']).name}"
-                # Pinned: a host's folder swapped for a link cannot feed the cache another file.
-                with paths.open_regular(Path(out["path"])) as src, open(tmp / name, "wb") as dst:
+                # Never the name in the host's folder: a file swapped in there after the
+                # link must not be served to the next request for the same thing.
+                opener = sources[index] if sources else (lambda p=Path(out["path"]): paths.open_regular(p))
+                with opener() as src, open(tmp / name, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 entries.append({**{k: v for k, v in out.items() if k != "path"}, "file": name,
                                 "name": Path(out["path"]).name})

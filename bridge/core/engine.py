@@ -64,19 +64,16 @@ class Param:
             else:
                 out = str(value)
         except (TypeError, ValueError, OverflowError) as exc:
-            shown = repr(value)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise InvalidArgument(
-                f"parameter '{self.name}' must be a {self.type}; got {shown} ({exc})"
+                f"parameter '{self.name}' must be a {self.type}; got {_shown(value)} ({exc})"
             ) from None
         self._check_range(out)
         return out
 
     def _check_range(self, value: Any) -> None:
         if self.type == "choice" and value not in self.choices:
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             raise InvalidArgument(
-                f"parameter '{self.name}' is {shown}; allowed: {', '.join(self.choices)}"
+                f"parameter '{self.name}' is {_shown(value)}; allowed: {', '.join(self.choices)}"
             )
         if self.type in ("float", "int"):
             low = self.minimum if self.minimum is not None else -math.inf
@@ -88,9 +85,15 @@ class Param:
                 )
 
 
+def _shown(value: Any, most: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut to ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 def _few(names: Sequence[str], most: int = 8) -> str:
     """Names quoted, at most ``most`` of them: an error message stays a sentence."""
-    shown = ", ".join(repr(n[:40] + ("..." if len(n) > 40 else "")) for n in names[:most])
+    shown = ", ".join(_shown(n, 40) for n in names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 

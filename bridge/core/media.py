@@ -36,13 +36,15 @@ OUTPUT_FORMATS = {
 _SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".oga", ".mp3", ".w64", ".rf64", ".caf"}
 
 
-def read_audio(path: str | os.PathLike, scratch: Scratch | None = None) -> Audio:
+def read_audio(path: str | os.PathLike, scratch: Scratch | None = None, handle=None) -> Audio:
     """Decode an audio file into float32 frames x channels.
 
     Args:
         path: the file.
         scratch: where a long file's samples go (a disk-backed array) instead
             of RAM; None decodes into memory.
+        handle: the file, already open (``paths.open_regular``); default: ``path``
+            is opened here, pinned.
 
     Raises:
         NotFound: the file does not exist.
@@ -50,10 +52,13 @@ def read_audio(path: str | os.PathLike, scratch: Scratch | None = None) -> Audio
         MediaError: empty, corrupt, not audio, NaN/Inf samples, > 8 channels.
     """
     path = Path(path)
-    with paths.open_regular(path) as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
-        audio = _decode(path, handle, scratch or Scratch())
+    if handle is None:
+        with paths.open_regular(path) as handle:
+            return read_audio(path, scratch, handle)
+    if os.fstat(handle.fileno()).st_size == 0:
+        raise MediaError(f"input file '{path}' is empty (0 bytes); export the clip again")
+    handle.seek(0)
+    audio = _decode(path, handle, scratch or Scratch())
     audio.name = path.stem
     check_audio(audio, str(path))
     return audio
@@ -218,9 +223,13 @@ def check_writable_dir(folder: str | os.PathLike) -> Path:
             a writable folder.
     """
     folder = Path(folder)
-    if folder.exists():
-        return ensure_writable_dir(folder)
-    existing = next(p for p in folder.parents if p.exists())
+    try:
+        if folder.exists():
+            return ensure_writable_dir(folder)
+        existing = next(p for p in folder.parents if p.exists())
+    except OSError as exc:  # a name too long, a folder we may not look into
+        raise PermissionDenied(f"cannot write to output folder '{folder}': "
+                               f"{paths.os_reason(exc)}; choose another (--out DIR)") from None
     if not existing.is_dir():
         raise _unwritable(folder, NotADirectoryError(f"'{existing}' is not a folder"))
     return ensure_writable_dir(existing) and folder
@@ -332,18 +341,32 @@ class FileHasher:
         self._lock = threading.Lock()
 
     def hash(self, path: str | os.PathLike) -> str:
-        before = os.stat(path)
+        with open(path, "rb") as handle:
+            return self.hash_open(handle)
+
+    def hash_open(self, handle) -> str:
+        """The digest of an open file (read from its start; left at its start)."""
+        before = os.fstat(handle.fileno())
         key = _identity(before)
         with self._lock:
-            if key in self._known:
-                return self._known[key]
-        digest = sha256_file(path)
-        if _identity(os.stat(path)) == key and time.time() - before.st_ctime > self.RACY_SECONDS:
-            with self._lock:
-                if len(self._known) >= self.MAX_ENTRIES:
-                    self._known.pop(next(iter(self._known)))
-                self._known[key] = digest
-        return digest
+            known = self._known.get(key)
+        if known is None:
+            handle.seek(0)
+            digest = hashlib.sha256()
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+            known = digest.hexdigest()
+            if _identity(os.fstat(handle.fileno())) == key and \
+                    time.time() - before.st_ctime > self.RACY_SECONDS:
+                self._remember(key, known)
+        handle.seek(0)
+        return known
+
+    def _remember(self, key: tuple, digest: str) -> None:
+        with self._lock:
+            if len(self._known) >= self.MAX_ENTRIES:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = digest
 
 
 def _identity(st: os.stat_result) -> tuple:

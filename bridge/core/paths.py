@@ -38,6 +38,8 @@ class MediaRoots:
     def __init__(self, roots: Iterable[str | os.PathLike], private: Iterable[str | os.PathLike] = ()):
         self.roots = [Path(r).expanduser().resolve() for r in roots]
         self.private = [Path(p).expanduser().resolve() for p in private]
+        # By identity too: on a case-insensitive disk (macOS) ~/SBState and ~/sbstate are one.
+        self._private_ids = {_identity(p): p for p in self.private if _identity(p)}
 
     def check(self, path: str | os.PathLike, purpose: str = "read") -> Path:
         """Return the resolved path if a request may ``purpose`` it.
@@ -60,11 +62,22 @@ class MediaRoots:
                 f"cannot {purpose} '{path}': '{hidden}' is hidden, and hidden files and folders "
                 f"under a media root are off limits (they hold keys and settings); move the media "
                 f"to a visible folder, or make that folder a root with --media-root")
-        if any(p == resolved or p in resolved.parents for p in self.private if not _inside(root, p)):
+        if self._in_private(resolved, root):
             raise PermissionDenied(
                 f"cannot {purpose} '{path}': it is inside the daemon's own state folder; "
                 f"pick a file or folder of your own")
         return resolved
+
+    def _in_private(self, resolved: Path, root: Path) -> bool:
+        """Inside a private folder, unless the root itself is inside it (the outputs folder)."""
+        for folder in (resolved, *resolved.parents):
+            private = self._private_ids.get(_identity(folder)) or \
+                next((p for p in self.private if p == folder), None)
+            if private is not None and not _inside(root, private):
+                return True
+            if folder == root:
+                return False  # the root's own ancestors are the user's business
+        return False
 
     def _root_of(self, resolved: Path) -> Path | None:
         """The deepest root holding ``resolved`` (None when none does)."""
@@ -74,6 +87,19 @@ class MediaRoots:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether resolved ``path`` is ``folder`` or below it (both resolved here)."""
+    return _inside(Path(path).resolve(), Path(folder).resolve())
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def resolve(path: str | os.PathLike, purpose: str = "read") -> Path:
@@ -87,9 +113,9 @@ def resolve(path: str | os.PathLike, purpose: str = "read") -> Path:
         raise InvalidArgument(f"cannot {purpose} {text!r}: the path contains a NUL byte; "
                               f"give the file's real path")
     expanded = Path(text).expanduser()
-    if any(len(os.fsencode(part)) > 255 for part in expanded.parts):
-        raise InvalidArgument(f"cannot {purpose} '{text[:120]}...': a name in it is longer than "
-                              f"filesystems allow (255 bytes); shorten it")
+    if len(os.fsencode(text)) > 4000 or any(len(os.fsencode(part)) > 255 for part in expanded.parts):
+        raise InvalidArgument(f"cannot {purpose} '{text[:120]}...': it is longer than "
+                              f"filesystems allow (255 bytes a name, 4096 a path); shorten it")
     if not expanded.is_absolute():
         raise InvalidArgument(
             f"cannot {purpose} '{text}': it is a relative path and the daemon does not share "
@@ -113,8 +139,9 @@ def os_reason(exc: OSError) -> str:
 
 
 # -- pinned opening ------------------------------------------------------------------
-def open_dir(path: Path, create: bool = False, mode: int = 0o777) -> int:
-    """An fd for the folder at resolved ``path``, walked from ``/`` without following links.
+def open_dir(path: Path, create: bool = False, mode: int = 0o777) -> int | None:
+    """An fd for the folder at resolved ``path``, walked from ``/`` without following links
+    (None where the platform has no dir_fd: then it is only created).
 
     Args:
         path: an absolute, resolved path (from ``MediaRoots.check``).
@@ -128,7 +155,7 @@ def open_dir(path: Path, create: bool = False, mode: int = 0o777) -> int:
     if not PINNED:
         if create:
             path.mkdir(parents=True, exist_ok=True, mode=mode)
-        return os.open(path, os.O_RDONLY)
+        return None
     fd = os.open("/", _O_PATH | _O_DIR)
     for part in path.parts[1:]:
         fd = _step(fd, part, create and mode, path)  # closes the fd it was given, even when it raises
@@ -145,10 +172,12 @@ def _step(parent: int, part: str, mode: int, whole: Path) -> int:
                 raise
             try:
                 os.mkdir(part, mode, dir_fd=parent)
-                os.chmod(part, mode, dir_fd=parent)  # mkdir's mode is cut by the umask
             except FileExistsError:
-                pass  # made by another job meanwhile
-            return os.open(part, _O_PATH | _O_DIR, dir_fd=parent)
+                return os.open(part, _O_PATH | _O_DIR, dir_fd=parent)  # made by another job meanwhile
+            # mkdir's mode is cut by the umask: set it on what was opened, never through a link.
+            made = os.open(part, os.O_RDONLY | _O_DIR, dir_fd=parent)
+            os.fchmod(made, mode)
+            return made
     except FileNotFoundError:
         raise NotFound(f"folder '{whole}' does not exist") from None
     except OSError as exc:
@@ -189,7 +218,8 @@ def open_regular(path: Path):
                                   f"video file (WAV, FLAC, AIFF, OGG, MP3, M4A, MP4, MOV, ...)")
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) \
             | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path.name, flags, dir_fd=folder) if PINNED else os.open(path, os.O_RDONLY)
+        fd = os.open(path.name, flags, dir_fd=folder) if PINNED else \
+            os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise NotFound(f"input file '{path}' does not exist; check the path") from None
     except OSError as exc:

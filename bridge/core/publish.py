@@ -18,6 +18,7 @@ job ran cannot redirect a single byte.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -60,6 +61,13 @@ class Staged:
     name: str  # the name it should get (a numbered one if taken)
     kind: str
     path: Path | None = None  # its final path, once linked
+    size: int = 0  # of the temp file, read through the pinned folder before linking
+    sha256: str = ""
+
+
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
+    getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 class Publication:
@@ -77,22 +85,21 @@ class Publication:
         self.folder, self.tag, self.private = Path(folder), tag, private
         self.staged: list[Staged] = []
         self._fd: int | None = None
+        self._made = False
 
     # -- writing ---------------------------------------------------------------
     def stage(self, name: str, kind: str, write: Callable[[object], None]) -> Staged:
         """Create a temp file and let ``write(binary file)`` fill it."""
-        fd = self._dir()
         staged = Staged(self._temp_name(name), name, kind)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            handle = os.fdopen(self._open(staged.temp, flags, fd), "w+b")
+            handle = os.fdopen(self._open(staged.temp, _WRITE, 0o600), "w+b")
         except OSError as exc:
             raise self._unwritable(exc) from None
         self.staged.append(staged)  # from here discard() removes it, whatever happens
         try:
             with handle:
                 write(handle)
-                os.fchmod(handle.fileno(), self._mode())
+                _set_mode(handle.fileno(), self._mode(), self.folder / staged.temp)
         except OSError as exc:
             raise self._unwritable(exc) from None
         return staged
@@ -103,30 +110,43 @@ class Publication:
         if move and paths.PINNED:
             staged = Staged(self._temp_name(name), name, kind)
             try:
+                os.chmod(src, self._mode())  # while it is still in the private scratch folder
                 os.rename(src, staged.temp, dst_dir_fd=self._dir())
             except OSError:
                 pass  # another filesystem: copied below
             else:
                 self.staged.append(staged)
-                os.chmod(staged.temp, self._mode(), dir_fd=self._fd)
                 return staged
         with open(src, "rb") as source:
             return self.stage(name, kind, lambda out: shutil.copyfileobj(source, out, 1 << 20))
 
+    def open_staged(self, staged: Staged):
+        """A staged file, open for reading through the pinned folder (never by its name)."""
+        return os.fdopen(self._open(staged.temp, _READ), "rb")
+
     def plan(self) -> list[dict]:
-        """What a restart needs to undo this publication (kept in the job record)."""
-        return [{"folder": str(self.folder), "temp": s.temp, "name": s.name} for s in self.staged]
+        """What a restart needs to undo this publication (kept in the job record):
+        each temp file, the name it should get and, once linked, the name it got."""
+        return [{"folder": str(self.folder), "temp": s.temp, "name": s.name,
+                 **({"final": s.path.name} if s.path else {})} for s in self.staged]
 
     # -- linking ---------------------------------------------------------------
-    def commit(self) -> list[Path]:
+    def commit(self, linked: Callable[[], None] = lambda: None) -> list[Path]:
         """Link every staged file to a free name; all or none.
+
+        Args:
+            linked: called after each link (the job record saves the plan with
+                the name taken, so a crash between two links is undone exactly).
 
         Raises:
             PermissionDenied: a link failed (the ones made are removed).
         """
         try:
             for staged in self.staged:
+                staged.size, staged.sha256 = self._fingerprint(staged)
+            for staged in self.staged:
                 staged.path = self.folder / self._link_free(staged)
+                linked()
         except BaseException:
             self._unlink_finals()
             raise
@@ -149,11 +169,12 @@ class Publication:
             self._fd = None
 
     # -- helpers -----------------------------------------------------------------
-    def _dir(self) -> int:
-        if self._fd is None:
+    def _dir(self) -> int | None:
+        if self._fd is None and not self._made:
             try:
                 mode = 0o700 if self.private else 0o777 & ~remember_user_umask()
                 self._fd = paths.open_dir(self.folder, create=True, mode=mode)
+                self._made = True
             except OSError as exc:
                 raise self._unwritable(exc) from None
         return self._fd
@@ -165,10 +186,19 @@ class Publication:
     def _mode(self) -> int:
         return 0o600 if self.private else 0o666 & ~remember_user_umask()
 
-    def _open(self, name: str, flags: int, fd: int) -> int:
-        if paths.PINNED:
-            return os.open(name, flags, 0o600, dir_fd=fd)
-        return os.open(self.folder / name, flags, 0o600)
+    def _open(self, name: str, flags: int, mode: int = 0o600) -> int:
+        fd = self._dir()
+        if fd is not None:
+            return os.open(name, flags, mode, dir_fd=fd)
+        return os.open(self.folder / name, flags, mode)
+
+    def _fingerprint(self, staged: Staged) -> tuple[int, str]:
+        digest, size = hashlib.sha256(), 0
+        with self.open_staged(staged) as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        return size, digest.hexdigest()
 
     def _link_free(self, staged: Staged) -> str:
         """Link the temp file to the first free name of name, name.2, name.3, ..."""
@@ -185,11 +215,11 @@ class Publication:
                                f"versions of '{staged.name}'; clear it")
 
     def _link(self, temp: str, name: str) -> None:
-        if not paths.PINNED:
-            os.link(self.folder / temp, self.folder / name)  # fails if it exists: no clobbering
-            return
         try:
-            os.link(temp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd, follow_symlinks=False)
+            if self._fd is None:
+                os.link(self.folder / temp, self.folder / name)  # fails if it exists: no clobbering
+            else:
+                os.link(temp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd, follow_symlinks=False)
         except OSError as exc:
             if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
                 raise
@@ -197,9 +227,8 @@ class Publication:
             self._copy_within(temp, name)
 
     def _copy_within(self, temp: str, name: str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with open(self._open(temp, os.O_RDONLY, self._fd), "rb", closefd=True) as src, \
-                open(self._open(name, flags, self._fd), "wb", closefd=True) as dst:
+        with os.fdopen(self._open(temp, _READ), "rb") as src, \
+                os.fdopen(self._open(name, _WRITE, self._mode()), "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
     def _unlink_finals(self) -> None:
@@ -210,7 +239,7 @@ class Publication:
 
     def _remove(self, name: str) -> None:
         try:
-            if paths.PINNED and self._fd is not None:
+            if self._fd is not None:
                 os.unlink(name, dir_fd=self._fd)
             else:
                 os.unlink(self.folder / name)
@@ -220,6 +249,13 @@ class Publication:
     def _unwritable(self, exc: OSError) -> PermissionDenied:
         return PermissionDenied(f"cannot write to output folder '{self.folder}': "
                                 f"{paths.os_reason(exc)}; choose a folder you can write to (--out DIR)")
+
+
+def _set_mode(fd: int, mode: int, path: Path) -> None:
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows before Python 3.13: by name (there the mode is only read-only or not)
+        os.chmod(path, mode)
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK}
@@ -235,29 +271,58 @@ def version_name(name: str, number: int) -> str:
     return f"{base}.{number}{dot}{ext}"
 
 
-def repair(plan: list[dict], succeeded: bool) -> list[Path]:
+def repair(plan: list[dict], succeeded: bool) -> tuple[list[Path], bool]:
     """Finish or undo a publication a killed daemon left (from the job record).
 
     A succeeded job keeps its outputs and loses its temp files. Any other job
-    loses every real name that is still a hard link of a planned temp file,
-    then the temp files. Returns the paths removed.
+    loses the names its plan says it took and every name that is still a hard
+    link of a planned temp file (a link made just before the kill), then the
+    temp files.
+
+    Returns:
+        (paths removed, whether it is done: False while a folder is missing,
+        e.g. an unmounted drive, so the plan is kept for the next start).
     """
-    removed = []
+    removed, done = [], True
     for item in plan:
         folder = Path(item["folder"])
+        if not folder.is_dir():
+            done = False
+            continue
         temp = folder / item["temp"]
         try:
             original = os.stat(temp, follow_symlinks=False)
         except OSError:
-            continue
+            original = None
         if not succeeded:
-            removed += _remove_links_of(folder, item["name"], original)
-        try:
-            os.unlink(temp)
-            removed.append(temp)
-        except OSError:
-            pass
-    return removed
+            removed += _remove_final(folder / item["final"], original) if item.get("final") else []
+            removed += _remove_links_of(folder, item["name"], original) if original else []
+        if original is not None:
+            try:
+                os.unlink(temp)
+                removed.append(temp)
+            except OSError:
+                pass
+    return removed, done
+
+
+def _remove_final(path: Path, original: os.stat_result | None) -> list[Path]:
+    """A name the plan says the job took: removed if it is still that output (a link of
+    the temp file, or - on FAT, where outputs are copies - one of the same size)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return []
+    same = original is None or (st.st_dev, st.st_ino) == (original.st_dev, original.st_ino) \
+        or st.st_size == original.st_size
+    if not same:
+        return []
+    try:
+        os.unlink(path)
+    except OSError:
+        return []
+    log.info("removed %s: its job did not complete", path)
+    return [path]
 
 
 def _remove_links_of(folder: Path, name: str, original: os.stat_result) -> list[Path]:

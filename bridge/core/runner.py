@@ -20,8 +20,8 @@ from .cache import ResultCache
 from .engine import Engine, EngineKind, MediaFile, Output, RunContext
 from .errors import BridgeError, MediaError
 from .jobs import JobRecord, JobState
-from .media import OUTPUT_FORMATS, output_name, read_audio, sha256_file, stage_audio
-from .paths import MediaRoots
+from .media import OUTPUT_FORMATS, output_name, read_audio, stage_audio
+from .paths import MediaRoots, inside, open_regular
 from .publish import Publication
 from .residency import Residency
 from .scratch import Scratch, job_folder
@@ -35,14 +35,15 @@ class JobRunner:
     def __init__(self, registry, residency: Residency, cache: ResultCache,
                  resolve: Callable[[dict], Path], scratch_root: Path | None = None,
                  writable: MediaRoots | None = None, save: Callable[[JobRecord], None] | None = None,
-                 private_root: Path | None = None, input_hash: Callable[[dict], str] | None = None):
+                 private_root: Path | None = None, hasher=None):
         self.registry, self.residency, self.cache = registry, residency, cache
         self._resolve = resolve  # input ref -> readable path (roots/blobs checked)
         self._scratch_root = scratch_root  # long media go to disk here, per job
         self._writable = writable  # out_dir is checked again when the job writes
         self._save = save or (lambda record: None)  # persists the publishing plan
         self._private_root = private_root  # the daemon's own outputs: files 0600
-        self._input_hash = input_hash
+        self._hasher = hasher  # media.FileHasher: the content each job decodes
+        self._read_hashes: dict[str, dict[str, str]] = {}
         self._pending: dict[str, Publication] = {}
         self._lock = threading.Lock()
 
@@ -56,6 +57,7 @@ class JobRunner:
         if the job did not succeed). The scheduler calls it for every job."""
         with self._lock:
             publication = self._pending.pop(record.id, None)
+            self._read_hashes.pop(record.id, None)
         if publication is not None:
             settle(record, publication, self._save)
 
@@ -78,24 +80,39 @@ class JobRunner:
         publication = self._stage(record, clip, inputs, result.outputs, ctx)
         with self._lock:
             self._pending[record.id] = publication
-        commit(record, publication, self._save)
+        try:
+            commit(record, publication, self._save)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(record.id, None)  # rolled back already
+            raise
         record.report = report
         if record.cache_key:
             try:
-                self.cache.put(record.cache_key, record.outputs, record.report, clip)
+                sources = [lambda s=staged: publication.open_staged(s) for staged in publication.staged]
+                self.cache.put(record.cache_key, record.outputs, record.report, clip, sources)
             except (OSError, BridgeError) as exc:  # the result is delivered; a repeat is just slower
                 log.warning("job %s: result not cached: %s", record.id, exc)
 
     def _read_inputs(self, engine: Engine, record: JobRecord, scratch: Scratch) -> dict:
-        """Audio inputs decoded to arrays; video inputs as their paths (read while processed)."""
+        """Audio inputs decoded to arrays; video inputs as their paths (read while processed).
+
+        Each audio file is hashed from the same open file it is decoded from, so
+        the content the cache key names is the content the job used.
+        """
         kinds = {spec.name: spec.kind for spec in engine.inputs}
-        inputs = {}
+        inputs, read = {}, {}
+        with self._lock:
+            self._read_hashes[record.id] = read
         for name, ref in record.inputs.items():
             path = self._resolve(ref)
             if kinds.get(name) == "video":
                 media = MediaFile(path, path.stem)
             else:
-                media = read_audio(path, scratch)
+                with open_regular(path) as handle:
+                    if not ref.get("blob") and self._hasher is not None:
+                        read[name] = self._hasher.hash_open(handle)
+                    media = read_audio(path, scratch, handle)
             if ref.get("filename"):
                 media.name = Path(ref["filename"]).stem
             inputs[name] = media
@@ -113,8 +130,7 @@ class JobRunner:
         folder = Path(record.out_dir)
         if self._writable is not None:
             folder = self._writable.check(record.out_dir, "write to")
-        private = self._private_root is not None and (
-            folder == self._private_root or self._private_root in folder.parents)
+        private = self._private_root is not None and inside(folder, self._private_root)
         publication = Publication(folder, record.id, private=private)
         try:
             for output in outputs:
@@ -143,36 +159,33 @@ class JobRunner:
     def _changed(self, record: JobRecord) -> list[str]:
         """Inputs whose content is no longer what was hashed at submit: the result
         is of what was read, so it must not be cached under the old content's key."""
-        if not record.cache_key or self._input_hash is None or not record.input_hashes:
-            return []
-        changed = [name for name, ref in record.inputs.items()
-                   if record.input_hashes.get(name) not in (None, self._hash_now(ref))]
-        if not changed:
+        with self._lock:
+            read = self._read_hashes.pop(record.id, {})
+        changed = [name for name, digest in read.items()
+                   if record.input_hashes.get(name) not in (None, digest)]
+        if not changed or not record.cache_key:
             return []
         record.cache_key = ""
         return [f"input '{name}' changed after the job was submitted; the result is of its new "
                 f"content and was not cached" for name in changed]
 
 
-    def _hash_now(self, ref: dict) -> str:
-        try:
-            return self._input_hash(ref)
-        except BridgeError:  # moved or removed since it was read: not the content hashed
-            return ""
-
-
 def commit(record: JobRecord, publication: Publication, save: Callable[[JobRecord], None]) -> None:
-    """Save the plan, then link every staged output into place (all or none)."""
-    record.publishing = publication.plan()
-    save(record)  # a crash from here on is undone at the next start from this plan
+    """Save the plan, then link every staged output into place (all or none); the
+    plan is saved again after each link, so a crash between two is undone exactly."""
+    def saved() -> None:
+        record.publishing = publication.plan()
+        save(record)
+
+    saved()  # a crash from here on is undone at the next start from this plan
     try:
-        paths = publication.commit()
+        paths = publication.commit(linked=saved)
     except BaseException:
         publication.rollback()
         record.publishing = []
         raise
-    record.outputs = [{"path": str(path), "kind": staged.kind, "size": path.stat().st_size,
-                       "sha256": sha256_file(path)} for path, staged in zip(paths, publication.staged)]
+    record.outputs = [{"path": str(path), "kind": staged.kind, "size": staged.size,
+                       "sha256": staged.sha256} for path, staged in zip(paths, publication.staged)]
 
 
 def settle(record: JobRecord, publication: Publication, save: Callable[[JobRecord], None]) -> None:

@@ -27,8 +27,8 @@ from .engine import Engine, EngineKind
 from .errors import InvalidArgument, NotFound, PermissionDenied
 from .jobs import JobBoard, JobRecord, JobState, JobStore, follow
 from .media import FileHasher, check_writable_dir, output_name
-from .paths import MediaRoots, input_problem, open_regular
-from .publish import Publication, remove_partials, repair
+from .paths import MediaRoots, inside, input_problem, open_regular
+from .publish import Publication, remember_user_umask, remove_partials, repair
 from .residency import Loaded, Residency
 from .runner import JobRunner, commit, settle
 from .scheduler import Scheduler, require
@@ -51,6 +51,7 @@ class Service:
                  residency: Residency | None = None):
         self.config = config
         self.started = time.time()
+        remember_user_umask()  # before any worker thread: reading the umask sets it
         private_dir(config.state_dir)
         # Requests never reach the state folder (job records, token, cache) but
         # through its outputs folder, where remote hosts' results wait.
@@ -78,7 +79,7 @@ class Service:
         runner = JobRunner(self.registry, self.residency, self.cache, self._input_path,
                            scratch_root=config.state_dir / "scratch", writable=self._writable,
                            save=self.store.save, private_root=config.outputs_dir,
-                           input_hash=self._input_hash)
+                           hasher=self.hasher)
         self.scheduler = Scheduler(self.store, self.board, runner,
                                    capacity=config.queue_capacity, dsp_workers=config.dsp_workers,
                                    settle=runner.settle)
@@ -155,10 +156,7 @@ class Service:
             handle = open(self.blobs.path(blob), "rb")
         else:
             resolved = self._writable.check(path, "download")
-            problem = input_problem(resolved)
-            if problem:
-                error = NotFound if problem.startswith("does not exist") else InvalidArgument
-                raise error(f"cannot download '{path}': it {problem}")
+            _refuse_unreadable(resolved, f"cannot download '{path}': it")
             handle = open_regular(resolved)
         return handle, os.fstat(handle.fileno()).st_size
 
@@ -236,10 +234,7 @@ class Service:
         if not ref.get("path"):
             raise InvalidArgument("an input names neither a path nor a blob; give one")
         path = self.roots.check(ref["path"], "read")
-        problem = input_problem(path)
-        if problem:
-            error = NotFound if problem.startswith("does not exist") else InvalidArgument
-            raise error(f"input '{ref['path']}' {problem}")
+        _refuse_unreadable(path, f"input '{ref['path']}'")
         return path
 
     def _input_hash(self, ref: dict) -> str:
@@ -264,7 +259,7 @@ class Service:
             return False
         clip = _clip_of(record, eng) or meta.get("clip") or record.engine
         publication = Publication(Path(record.out_dir), record.id,
-                                  private=Path(record.out_dir).parent == self.config.outputs_dir)
+                                  private=inside(Path(record.out_dir), self.config.outputs_dir))
         try:
             for item in meta["outputs"]:
                 suffix = "." + item["name"].rsplit(".", 1)[-1]
@@ -289,11 +284,16 @@ class Service:
     def _repair_publications(self) -> None:
         """Finish or undo outputs a killed daemon was linking into place."""
         for record in self.store.publishing():
-            for path in repair(record.publishing, record.state is JobState.SUCCEEDED):
+            removed, done = repair(record.publishing, record.state is JobState.SUCCEEDED)
+            for path in removed:
                 log.info("removed %s left by job %s", path, record.id)
-            record.publishing = []
             if record.state is not JobState.SUCCEEDED:
                 record.outputs = []
+            if done:
+                record.publishing = []
+            else:  # a folder is missing (an unmounted drive?): tried again at the next start
+                log.warning("job %s: its output folder is missing; its unfinished outputs are "
+                            "removed at a later start", record.id)
             self.store.save(record)
 
     def _clean_after_interrupted(self, job_ids: list[str]) -> None:
@@ -350,6 +350,14 @@ class Service:
 
     def _estimate(self, name: str) -> int:
         return self.registry.model_spec(name)[1].size_bytes
+
+
+def _refuse_unreadable(path: Path, what: str) -> None:
+    """Raise NotFound / InvalidArgument if ``path`` is missing or not a regular file."""
+    problem = input_problem(path)
+    if problem:
+        error = NotFound if problem.startswith("does not exist") else InvalidArgument
+        raise error(f"{what} {problem}")
 
 
 def check_keep_alive(value: float | None) -> float | None:

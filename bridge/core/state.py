@@ -77,3 +77,25 @@ def daemon_token(state_dir: Path) -> tuple[str, Path]:
         return read_token(path), path
     write_private(path, secrets.token_urlsafe(32) + "\n")
     return read_token(path), path
+
+
+def listener_is_mine(port: int) -> bool | None:
+    """Whether every socket listening on TCP ``port`` is this user's (None: cannot tell).
+
+    Read from /proc/net/tcp{,6} (Linux): a listening socket whose uid is ours and
+    whose inode is live. No listener at all is False.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(t.exists() for t in tables):
+        return None
+    owners = []
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                owners.append((int(fields[7]), int(fields[9])))
+    return bool(owners) and all(uid == os.geteuid() and inode != 0 for uid, inode in owners)

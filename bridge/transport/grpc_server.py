@@ -255,14 +255,16 @@ def model_to_pb(model: dict) -> pb.Model:
 class _TokenInterceptor(grpc.ServerInterceptor):
     """Requires ``authorization: Bearer <token>`` on every call but health checks."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, where: str = ""):
         self._expected = f"Bearer {token}"
+        where = f"; the daemon's user finds it in {where}" if where else ""
 
         def deny(request, context):
             context.set_trailing_metadata(((ERROR_CODE_KEY, "unauthenticated"),))
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "this daemon requires a token: send metadata 'authorization: Bearer "
-                          "<token>' (studio-bridge reads STUDIO_BRIDGE_TOKEN)")
+                          "this daemon requires a token over TCP: send metadata 'authorization: "
+                          "Bearer <token>' (studio-bridge reads STUDIO_BRIDGE_TOKEN, or the file "
+                          f"named by STUDIO_BRIDGE_TOKEN_FILE or --token-file){where}")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
@@ -283,7 +285,7 @@ class GrpcServers:
     """
 
     def __init__(self, service: Service, tcp: str, socket_path: str, token: str = "",
-                 workers: int = 32):
+                 workers: int = 32, token_file: str = ""):
         self.health = health.HealthServicer()
         self.servicer = BridgeServicer(service)
         self.tcp_port = 0
@@ -296,7 +298,7 @@ class GrpcServers:
                 self._servers.append(server)
                 self._bind_socket(server, socket_path)
             if tcp:
-                server = self._server(workers, _TokenInterceptor(token) if token else None)
+                server = self._server(workers, _TokenInterceptor(token, token_file) if token else None)
                 self._servers.append(server)
                 self.tcp_port = _bind_tcp(server, tcp)
         except BaseException:

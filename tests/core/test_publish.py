@@ -80,10 +80,48 @@ def test_repair_undoes_a_crash_between_two_links(tmp_path):
     plan = publication.plan()
     first = publication.staged[0]
     os.link(out / first.temp, out / "song.drums.2.wav")  # the one link made before the kill
-    removed = repair(plan, succeeded=False)
-    assert out / "song.drums.2.wav" in removed
+    removed, done = repair(plan, succeeded=False)
+    assert done and out / "song.drums.2.wav" in removed
     assert visible(out) == ["song.drums.wav"]
     assert (out / "song.drums.wav").read_bytes() == b"the user's own, same name"
+
+
+def test_repair_removes_the_names_the_plan_recorded_even_as_copies(tmp_path, monkeypatch):
+    """On FAT (no hard links) outputs are copies: the plan's recorded names undo them."""
+    import errno
+
+    out = tmp_path / "out"
+    publication = staged_three(out)
+    real = os.link
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    plans = []
+    publication.commit(linked=lambda: plans.append(publication.plan()))
+    monkeypatch.setattr(os, "link", real)
+    assert os.stat(out / "song.drums.wav").st_nlink == 1  # a copy, not a link
+    killed_after_two = plans[1]  # the record as saved after the second link
+    assert [item.get("final") for item in killed_after_two] == ["song.drums.wav", "song.bass.wav", None]
+    (out / "song.vocals.wav").unlink()  # the third was never linked in this story
+    repair(killed_after_two, succeeded=False)
+    assert visible(out) == []
+
+
+def test_repair_waits_for_a_missing_folder(tmp_path):
+    out = tmp_path / "drive" / "out"
+    publication = staged_three(out)
+    plan = publication.plan()
+    (tmp_path / "drive").rename(tmp_path / "unmounted")
+    removed, done = repair(plan, succeeded=False)
+    assert removed == [] and not done  # kept for the next start
+
+
+def test_outputs_are_fingerprinted_from_the_staged_files(tmp_path):
+    import hashlib
+
+    out = tmp_path / "out"
+    publication = staged_three(out)
+    publication.commit()
+    drums = publication.staged[0]
+    assert drums.size == 500 and drums.sha256 == hashlib.sha256(b"drums" * 100).hexdigest()
 
 
 def test_repair_keeps_a_succeeded_jobs_outputs(tmp_path):

@@ -126,6 +126,9 @@ def test_cancel_queued_and_running(parts):
     third = service.submit("gain", {"audio": {"path": str(src)}}, {"gain": 0.3}, out_dir=str(media / "o"))
     wait_state(service, first.id, {JobState.RUNNING})
     wait_state(service, second.id, {JobState.RUNNING})
+    deadline = time.monotonic() + 10  # running means reading input first: wait for both engines
+    while gain.concurrent < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert service.get_job(third.id).state is JobState.QUEUED
     service.cancel(third.id)
     assert service.get_job(third.id).state is JobState.CANCELLED
@@ -288,3 +291,33 @@ def test_a_video_input_is_passed_as_a_file_and_a_rendered_file_is_published(medi
         assert not clip.rendered.exists()  # the job's scratch is gone
     finally:
         service.close(timeout=2)
+
+
+def test_a_name_swapped_after_linking_neither_hangs_nor_poisons_the_cache(parts, monkeypatch):
+    """Found in review: after linking, outputs were re-read by name - a FIFO there hung the
+    worker, another file there went into the cache and was served to the next request."""
+    import os
+
+    from bridge.core.publish import Publication
+
+    service, _, _, media = parts
+    src = write_tone(media / "clip.wav", seconds=0.5)
+    real = Publication.commit
+
+    def swap_after_linking(self, linked=lambda: None):
+        paths = real(self, linked)
+        paths[0].unlink()
+        os.mkfifo(paths[0])  # someone with write access to the folder, right after the link
+        return paths
+
+    monkeypatch.setattr(Publication, "commit", swap_after_linking)
+    first = service.submit("gain", {"audio": {"path": str(src)}}, {"gain": 0.5}, out_dir=str(media / "a"))
+    job = wait_state(service, first.id, {JobState.SUCCEEDED, JobState.FAILED}, timeout=20)
+    assert job.state is JobState.SUCCEEDED, job.error
+    monkeypatch.setattr(Publication, "commit", real)
+    again = service.submit("gain", {"audio": {"path": str(src)}}, {"gain": 0.5}, out_dir=str(media / "b"))
+    assert again.cached
+    data, _ = soundfile.read(again.outputs[0]["path"])
+    source, _ = soundfile.read(src)
+    np.testing.assert_allclose(data, source * 0.5, atol=1e-6)  # what the job made, not the swap
+    assert again.outputs[0]["sha256"] == job.outputs[0]["sha256"]

@@ -166,3 +166,38 @@ def test_hidden_files_are_refused_even_to_the_owner(shared):
             owner.submit("master", {"audio": str(shared.song)}, {}, str(hidden / "out"))
         assert info.value.code == "permission_denied" and "'.ssh'" in info.value.message
     assert not (hidden / "out").exists() and not (shared.media / "copy.wav").exists()
+
+
+def test_the_own_token_goes_only_to_the_own_listener(tmp_path, monkeypatch):
+    """Found in review: the client sent the owner's token to whatever listened on the port
+    (another user who took it while the daemon was down would collect it)."""
+    import socket
+
+    from bridge import client as client_module
+    from bridge.core import state
+
+    monkeypatch.delenv("STUDIO_BRIDGE_TOKEN", raising=False)
+    monkeypatch.delenv("STUDIO_BRIDGE_TOKEN_FILE", raising=False)
+    monkeypatch.setattr(client_module, "state_dir_default", lambda: tmp_path)
+    (tmp_path / "token").write_text("the-owners-token\n")
+    mine = socket.socket()
+    mine.bind(("127.0.0.1", 0))
+    mine.listen()
+    port = mine.getsockname()[1]
+    (tmp_path / "daemon.json").write_text(json.dumps({"grpc": f"127.0.0.1:{port}"}))
+    assert client_module.find_token(f"127.0.0.1:{port}") == "the-owners-token"
+    assert client_module.find_token(f"unix://{tmp_path}/s.sock") == ""  # the socket needs none
+    assert client_module.find_token("127.0.0.1:1") == ""  # not the daemon's address
+    mine.close()
+    theirs = subprocess.Popen([SETPRIV, *NOBODY, "/usr/bin/python3", "-c",
+                               "import socket, time; s = socket.socket(); "
+                               "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                               f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); "
+                               "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert theirs.stdout.readline().strip() == "up"
+        assert state.listener_is_mine(port) is False
+        assert client_module.find_token(f"127.0.0.1:{port}") == ""
+    finally:
+        theirs.kill()
+        theirs.wait()
