@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--ceiling", type=float, default=None, help="true-peak ceiling (dBTP)")
     master.add_argument("--reference", default=None, help="match this track's tone and loudness")
     master.add_argument("--no-eq", action="store_true", help="skip the EQ/glue stage")
+    master.add_argument("--best-effort", action="store_true",
+                        help="when the target cannot be reached under the ceiling, deliver the loudest "
+                             "result instead of failing (the report says by how much it missed)")
     master.add_argument("--format", default=None,
                         help="auto, wav16, wav24, float, flac16, flac24 (default: auto)")
     master.add_argument("--no-cache", action="store_true", help="recompute even if cached")

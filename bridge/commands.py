@@ -217,6 +217,8 @@ def master(args) -> dict:
                                 ("ceiling", args.ceiling), ("format", args.format)) if v is not None}
     if args.no_eq:
         params["eq"] = False
+    if args.best_effort:
+        params["best_effort"] = True
     inputs = {"audio": args.input}
     if args.reference:
         inputs["reference"] = args.reference

@@ -504,7 +504,8 @@ def _missed_message(after: loudness.Measurement, target: float, ceiling: float,
         f"ceiling it measures {after.integrated_lufs:.2f} LUFS, {abs(miss):.2f} LU "
         f"{'short of' if miss < 0 else 'over'} it (at most {TARGET_TOLERANCE_LU:g} LU is "
         f"allowed). Likely reason: {reason}. Nothing was written. {fix}, lower the target with "
-        "'lufs', or pass best_effort=true to get the loudest result the ceiling allows."
+        "'lufs', or pass best_effort=true (`--best-effort`) to get the loudest result the "
+        "ceiling allows."
     )
 
 

@@ -113,3 +113,17 @@ def test_daemon_fails_the_job_and_writes_nothing(daemon):
         good = write_tone(daemon.media / "tone.wav", seconds=3.0)
         job = client.run("master", {"audio": str(good)}, {}, str(out), no_cache=True)
         assert job["state"] == "succeeded" and "warnings" not in job["report"], job
+
+
+def test_the_cli_says_the_same_and_takes_best_effort(daemon):
+    import json
+
+    src = daemon.media / "dc-cli.wav"
+    soundfile.write(src, dc(4.0), RATE, subtype="FLOAT")
+    out = daemon.media / "cli-out"
+    failed = daemon.cli("master", str(src), "--out", str(out), "--json", "--no-cache")
+    assert failed.returncode == 1 and "--best-effort" in json.loads(failed.stdout)["error"]["message"]
+    assert not out.exists() or list(out.iterdir()) == []
+    done = daemon.cli("master", str(src), "--out", str(out), "--json", "--no-cache", "--best-effort")
+    assert done.returncode == 0, done.stdout
+    assert [p.name for p in out.iterdir()] == ["dc-cli.master.mastered.wav"]
