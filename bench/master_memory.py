@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,25 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 BLOCK_S = 10  # seconds synthesised / read back per step
-
-
-def status_mib(pid: int) -> dict[str, float]:
-    with open(f"/proc/{pid}/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle if ":" in line)
-    return {key: int(fields[key].split()[0]) / 1024 for key in ("RssAnon", "VmRSS", "VmHWM")}
-
-
-class Sampler(threading.Thread):
-    """Peak RssAnon of a process, sampled until stopped."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak_anon, self.done = pid, 0.0, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.peak_anon = max(self.peak_anon, status_mib(self.pid)["RssAnon"])
-            time.sleep(0.05)
+sys.path.insert(0, str(ROOT / "bench"))
+from separate_memory import Sampler, status_mib  # noqa: E402  (the same /proc sampling)
 
 
 def synth(start: int, frames: int, rate: int, rng: np.random.Generator) -> np.ndarray:

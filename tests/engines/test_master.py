@@ -6,12 +6,12 @@ Loudness and true peak are judged by libebur128 (pyebur128) directly.
 import json
 
 import numpy as np
-import pyebur128 as ebur
 import pytest
 
 from bridge.core.engine import Audio, RunContext
 from bridge.core.errors import Cancelled, InvalidArgument, MediaError
 from bridge.engines.master import MasterEngine
+from tests import loudness
 from tests.music import bach, cache_dir, have_renderer, loop_to
 
 pytestmark = pytest.mark.skipif(not have_renderer(), reason="needs fluidsynth + FluidR3_GM")
@@ -29,13 +29,7 @@ def engine():
     return MasterEngine()
 
 
-def ebur128(x, rate):
-    """(integrated LUFS, max true peak dBTP) straight from libebur128."""
-    mode = ebur.MeasurementMode.MODE_I | ebur.MeasurementMode.MODE_TRUE_PEAK
-    state = ebur.R128State(x.shape[1], rate, mode)
-    state.add_frames(np.ascontiguousarray(x, dtype=np.float64).ravel(), x.shape[0])
-    peak = max(ebur.get_true_peak(state, c) for c in range(x.shape[1]))
-    return ebur.get_loudness_global(state), 20 * np.log10(peak)
+ebur128 = loudness.measure_array  # straight from libebur128
 
 
 def to_lufs(x, rate, lufs):
