@@ -1,4 +1,5 @@
-"""OSC packets in: parsing with bounds, and the one queue for bundles' time tags.
+"""OSC packets in: parsing with bounds, the one queue for bundles' time tags, and the
+few threads that handle messages.
 
 python-osc's OscMessage parses each message. Bundles are walked here rather
 than by OscBundle, which recurses without a depth bound (a deeply nested
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
 from typing import Callable
@@ -208,3 +210,56 @@ class TimeTagQueue:
                     return
                 _, _, item = heapq.heappop(self._heap)
             self._run(item)
+
+
+class Workers:
+    """A few threads running handler calls from a bounded queue."""
+
+    def __init__(self, count: int, limit: int):
+        self._queue: queue.Queue = queue.Queue(limit)
+        self._threads = [threading.Thread(target=self._loop, name="sb-osc-worker", daemon=True)
+                         for _ in range(count)]
+        self._stopped = False
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn, *args) -> bool:
+        """Queue a call; False if the queue is full or stopped."""
+        if self._stopped:
+            return False
+        try:
+            self._queue.put_nowait((fn, args))
+            return True
+        except queue.Full:
+            return False
+
+    def stop(self, timeout: float) -> int:
+        """Drop what waits (returned: how many), let running calls end for ``timeout`` s."""
+        self._stopped = True
+        dropped = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return dropped
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None or self._stopped:
+                return
+            fn, args = item
+            fn(*args)  # handlers catch their own errors

@@ -2,10 +2,14 @@
 
 For controllers, Max/Pd, TouchOSC and DAW OSC surfaces. TCP uses OSC 1.0
 framing (a 4-byte length before each packet), which is what liblo speaks.
-The unix socket (datagrams, liblo's ``osc.unix://PATH``) is created mode 0600:
-whoever can write to it is the daemon's user, so everything on it is served.
-UDP and TCP on loopback serve only sockets of the daemon's own user (see
-``osc_peers``); peers listed with --osc-allow are trusted by address.
+Who is served (see ``osc_peers`` for why):
+- the unix socket (datagrams, liblo's ``osc.unix://PATH``) is created mode
+  0600: whoever can write to it is the daemon's user, so everything on it is;
+- a loopback TCP connection, if the kernel lists its peer socket as the
+  daemon's user's (checked once, when it is accepted);
+- loopback UDP never (unless --osc-trust-loopback): a datagram's sender
+  cannot be told apart from another user's, so each packet is refused;
+- peers listed with --osc-allow, by their address (over UDP as safe as the LAN).
 
 Address space (in):
   /bridge/master ,sffs  path target_lufs ceiling_dbtp out_dir
@@ -16,13 +20,17 @@ Address space (in):
   /bridge/submit ,sss.. engine path out_dir [name value]...   any engine; a
                         name that is one of the engine's inputs is a path,
                         "model" picks the model, anything else is a parameter
-  /bridge/reply_port ,i port     replies to this host go to that UDP port
+  /bridge/reply_port ,i port     replies go to that UDP port instead: a unix
+                        sender's with no bound path, a TCP connection's own, a
+                        UDP host's
   /bridge/cancel ,s job_id
   /bridge/ping                   answered with /bridge/pong
 Addresses match exactly (no OSC pattern matching: /bridge/* would start every
 engine at once). Bundles run their messages at their time tag (at most 1 h
 ahead, 256 waiting).
-Replies (out), to the sender or its reply port:
+Replies (out), to a unix sender's path, on a TCP sender's connection (OSC 1.0
+framing), to a UDP sender's port, or to the reply port; a UDP reply to a loopback
+port goes out only if every socket bound there is the daemon's user's:
   /bridge/job ,ss job_id engine          accepted
   /bridge/progress ,sfs job_id fraction stage
   /bridge/done ,ss.. job_id path...      finished, one path per output
@@ -34,7 +42,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import selectors
 import socket
 import stat
@@ -49,9 +56,9 @@ from ..core.config import is_loopback, split_host_port
 from ..core.errors import BridgeError, Busy, Internal, InvalidArgument, Unavailable
 from ..core.jobs import JobState
 from ..core.service import Service
-from .osc_packets import MALFORMED, MAX_PACKET, Malformed, TimeTagQueue, parse
-from .osc_peers import ACCEPTED, Peer, PeerCheck, Reason, Verdict
-from .osc_tcp import TcpServer
+from .osc_packets import MALFORMED, MAX_PACKET, Malformed, TimeTagQueue, Workers, parse
+from .osc_peers import ACCEPTED, Peer, PeerCheck, Reason, Verdict, refusal, unheard
+from .osc_tcp import SEND_TIMEOUT, TcpServer
 from .ratelog import LogLimiter
 
 log = logging.getLogger(__name__)
@@ -69,8 +76,9 @@ KNOWN = ("/bridge/master", "/bridge/separate", "/bridge/generate", "/bridge/subm
 # so its size is bounded by this set, not by what senders send.
 LOG_KINDS = (*(f"malformed {kind}" for kind in MALFORMED),
              *(f"refused {reason.value}" for reason in Reason if reason.value),
+             *(f"unheard {reason.value}" for reason in Reason if reason.value),
              *(f"internal {address}" for address in KNOWN), "internal receive", "internal follow",
-             "busy", "reply failed", "tcp full")
+             "busy", "reply failed", "tcp dropped", "tcp full")
 
 
 class OscServer:
@@ -105,7 +113,7 @@ class OscServer:
                           "/bridge/generate": self._generate, "/bridge/submit": self._submit,
                           "/bridge/reply_port": self._reply_port, "/bridge/cancel": self._cancel,
                           "/bridge/ping": self._ping}
-        self._workers = _Workers(WORKERS, MAX_QUEUED)
+        self._workers = Workers(WORKERS, MAX_QUEUED)
         self._timetags = TimeTagQueue(self._due, MAX_PENDING, HORIZON)
         self.udp: socket.socket | None = None
         self.tcp: TcpServer | None = None
@@ -260,9 +268,9 @@ class OscServer:
             return ACCEPTED if peer.host in self.allow else Verdict(Reason.REMOTE)
         if self.trust_loopback:
             return ACCEPTED
-        if peer.kind == "tcp":
-            return self.peers.tcp(peer.host, peer.port, server[0], server[1])
-        return self.peers.udp(peer.host, peer.port)
+        if peer.kind == "udp":
+            return Verdict(Reason.LOOPBACK_UDP)
+        return self.peers.tcp(peer.host, peer.port, server[0], server[1])
 
     def packet(self, data: bytes, peer: Peer) -> None:
         """Handle one packet from an admitted peer: at once, or at its bundle's time."""
@@ -321,38 +329,23 @@ class OscServer:
                                               + (f" ({exc.detail})" if exc.detail else "")))
 
     def refuse(self, peer: Peer, verdict: Verdict, tcp: socket.socket | None = None) -> None:
-        """Say once per interval why a sender was refused, and tell the sender if it can hear."""
+        """Say once per interval why a sender was refused, and tell the sender (``tcp``: on its
+        connection) - unless it is remote: a spoofed address would make the daemon a reflector."""
         if verdict.reason is Reason.REMOTE:
             self.limited.note("refused remote", "OSC packets from peers not in --osc-allow",
                               "OSC packet from %s dropped: not loopback and not in --osc-allow", peer)
-            return  # no answer: a spoofed source address would make the daemon a reflector
-        if verdict.reason is Reason.OTHER_USER:
-            why = (f"its socket belongs to uid {','.join(map(str, verdict.uids))}, not to the daemon's "
-                   f"user (uid {self.peers.uid})")
-        elif verdict.reason is Reason.UNATTRIBUTABLE:
-            why = "this system cannot tell which user a loopback socket belongs to"
-        else:
-            why = "its socket was already closed, so its user cannot be known"
-        self.limited.note(
-            f"refused {verdict.reason.value}", f"refused OSC senders ({verdict.reason.value})",
-            "OSC packet from %s refused: %s. OSC carries no credentials, so loopback UDP/TCP is served "
-            "only to the daemon's own user's open sockets. Send from a program that keeps its port "
-            "open (Max, Pd, TouchOSC, python-osc, a DAW's OSC surface), or to the unix socket "
-            "osc.unix://%s%s", peer, why, self.socket_path or "PATH (serve --osc-socket PATH)",
-            "; or serve with --osc-trust-loopback on a single-user machine"
-            if verdict.reason is Reason.UNATTRIBUTABLE else "")
-        if not verdict.reachable:
             return
-        if verdict.reason is Reason.OTHER_USER:
-            text = (f"refused: {why}; this daemon serves OSC only to its own user's programs. Start "
-                    f"your own (studio-bridge serve) or ask its owner")
-        else:
-            text = (f"refused: {why}; send to the daemon's unix socket (osc.unix://PATH, see its "
-                    f"daemon.json), or start it with --osc-trust-loopback on a single-user machine")
-        dgram = _dgram("/bridge/error", ["", "permission_denied", _short(text, MAX_REPLY_TEXT)])
+        why, instead = refusal(verdict, self.peers.uid, self.socket_path or "PATH (serve --osc-socket PATH)")
+        self.limited.note(f"refused {verdict.reason.value}", f"refused OSC senders ({verdict.reason.value})",
+                          "OSC packet from %s refused: %s. OSC carries no credentials: %s",
+                          peer, why, instead)
+        if peer.kind == "udp" and peer.port == self.port:
+            return  # the daemon's own datagram come back: an answer would loop
+        why, instead = refusal(verdict, self.peers.uid, "PATH (see the daemon's daemon.json)")
+        text = _short(f"refused: {why}; {instead}", MAX_REPLY_TEXT)
+        dgram = _dgram("/bridge/error", ["", "permission_denied", text])
         try:
             if tcp is not None:
-                tcp.settimeout(1.0)
                 tcp.sendall(len(dgram).to_bytes(4, "big") + dgram)
             elif self.udp is not None:
                 self.udp.sendto(dgram, (peer.host, peer.port))  # to the sender itself, never a reply port
@@ -415,8 +408,14 @@ class OscServer:
         if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool) \
                 or not 0 < args[0] < 65536:
             raise InvalidArgument(f"{address} takes one int port (1-65535); got {_short(repr(args))}")
+        if args[0] == self.port and (peer.kind == "unix" or is_loopback(peer.host)):
+            raise InvalidArgument(f"{address} {args[0]} is the daemon's own OSC port; give the UDP port "
+                                  f"your program listens on")
         with self._lock:
-            self._reply_ports[peer.reply_key] = args[0]
+            if peer.conn is not None:  # a connection's own: others from its host hear theirs
+                peer.conn.reply_port = args[0]
+            else:
+                self._reply_ports[peer.reply_key] = args[0]
 
     def _cancel(self, peer, address, args):
         job_id = args[0] if args and isinstance(args[0], str) else ""
@@ -472,20 +471,59 @@ class OscServer:
                    [_short(job_id, 100), exc.code, _short(exc.message, MAX_REPLY_TEXT)])
 
     def _send(self, peer: Peer, address: str, args: list) -> None:
+        """One reply: to a unix sender's path; else to the reply port it (or its TCP connection,
+        or its UDP host) set, or a UDP sender's own port; else back on a TCP connection."""
         with self._lock:
-            port = self._reply_ports.get(peer.reply_key)
+            port = peer.conn.reply_port if peer.conn is not None else self._reply_ports.get(peer.reply_key)
         try:
             dgram = _dgram(address, args)
             if peer.kind == "unix" and peer.path:
                 self.unix.sendto(dgram, peer.path)
-            elif peer.kind == "unix":
-                if port is not None:  # replies for one-shot senders (oscsend) go to their reply port
-                    self._v4_socket().sendto(dgram, ("127.0.0.1", port))
-            elif self.udp is not None:
-                self.udp.sendto(dgram, (peer.host, port or peer.port))
+                return
+            if port is not None or peer.kind == "udp":
+                host = "127.0.0.1" if peer.kind == "unix" else peer.host
+                if self._udp_reply(peer, address, dgram, (host, port or peer.port)) or port is None:
+                    return
+                self._forget(peer, port)
+            if peer.conn is not None:
+                self._tcp_reply(peer, address, dgram)
         except (OSError, ValueError, UnicodeError) as exc:  # the peer went away; the job goes on
             self.limited.note("reply failed", "OSC replies that could not be sent",
                               "OSC reply %s to %s failed: %s", address, peer, _short(str(exc)))
+
+    def _tcp_reply(self, peer: Peer, address: str, dgram: bytes) -> None:
+        if not peer.conn.send(dgram) and peer.conn.first_drop():
+            self.limited.note("tcp dropped", "OSC TCP connections whose replies were dropped",
+                              "OSC reply %s to %s dropped, and any later ones: its connection is "
+                              "closed, or it read nothing for %.0f s", address, peer, SEND_TIMEOUT)
+
+    def _udp_reply(self, peer: Peer, address: str, dgram: bytes, dest: tuple[str, int]) -> bool:
+        """Send by UDP; to a loopback port only if every socket bound there is the daemon's
+        user's (a receiver must be bound to receive, so, unlike a sender, it can be known).
+
+        Returns False only if another user's socket is bound there.
+        """
+        if is_loopback(dest[0]):
+            verdict = self.peers.receivers(*dest)
+            if not verdict.ok and not (verdict.reason is Reason.UNATTRIBUTABLE and self.trust_loopback):
+                self.limited.note(f"unheard {verdict.reason.value}",
+                                  f"OSC replies not sent to UDP ports ({verdict.reason.value})",
+                                  "OSC reply %s for %s not sent to UDP %s:%d: %s", address, peer,
+                                  dest[0], dest[1], unheard(verdict))
+                return verdict.reason is not Reason.OTHER_USER
+        sock = self._v4_socket() if peer.kind == "unix" else self.udp
+        sock.sendto(dgram, dest)
+        return True
+
+    def _forget(self, peer: Peer, port: int) -> None:
+        """Another user's socket shares the reply port: with SO_REUSEADDR on the owner's
+        listener it may bind beside it, and rebind between a check and a send, so no reply
+        goes there again (a TCP connection's come back on it) until a new reply_port is set."""
+        with self._lock:
+            if peer.conn is not None and peer.conn.reply_port == port:
+                peer.conn.reply_port = None
+            elif peer.conn is None and self._reply_ports.get(peer.reply_key) == port:
+                del self._reply_ports[peer.reply_key]
 
     def _v4_socket(self) -> socket.socket:
         if self.udp is not None and self.udp.family == socket.AF_INET:
@@ -497,59 +535,6 @@ class OscServer:
                 sock.setblocking(False)
                 self._reply_v4 = sock
             return self._reply_v4
-
-
-class _Workers:
-    """A few threads running handler calls from a bounded queue."""
-
-    def __init__(self, count: int, limit: int):
-        self._queue: queue.Queue = queue.Queue(limit)
-        self._threads = [threading.Thread(target=self._loop, name="sb-osc-worker", daemon=True)
-                         for _ in range(count)]
-        self._stopped = False
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn, *args) -> bool:
-        """Queue a call; False if the queue is full or stopped."""
-        if self._stopped:
-            return False
-        try:
-            self._queue.put_nowait((fn, args))
-            return True
-        except queue.Full:
-            return False
-
-    def stop(self, timeout: float) -> int:
-        """Drop what waits (returned: how many), let running calls end for ``timeout`` s."""
-        self._stopped = True
-        dropped = 0
-        while True:
-            try:
-                self._queue.get_nowait()
-                dropped += 1
-            except queue.Empty:
-                break
-        for _ in self._threads:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        return dropped
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None or self._stopped:
-                return
-            fn, args = item
-            fn(*args)  # handlers catch their own errors
 
 
 def _refuse_if_live(path: Path) -> None:
