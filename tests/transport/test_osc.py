@@ -1,10 +1,12 @@
 """The OSC transport driven by liblo's real `oscsend` / `oscdump` and by python-osc.
 
-oscsend talks to the daemon's unix socket (`osc.unix://PATH`): a one-shot
-sender over UDP is gone before the daemon can see whose it was, and is refused
-(see test_osc_users.py). oscdump listens on a UDP port the daemon is told
-about with /bridge/reply_port; everything the daemon answers is read back
-from oscdump's line-buffered output. Results are judged with libebur128
+oscsend talks to the daemon's unix socket (`osc.unix://PATH`): loopback UDP is
+served to nobody, the daemon's own user included, since a datagram's sender
+cannot be told apart from another user's (see test_osc_users.py). oscdump
+listens on a UDP port the daemon is told about with /bridge/reply_port;
+everything the daemon answers is read back from oscdump's line-buffered
+output. python-osc and raw sockets talk over TCP (replies on the connection)
+or from a bound unix socket of their own. Results are judged with libebur128
 (pyebur128).
 """
 
@@ -22,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from pythonosc.udp_client import SimpleUDPClient
 
 from tests import loudness
 from tests.transport import oscwire
@@ -189,10 +190,12 @@ def song_in(folder: Path, music, name: str = "chorale.wav", seconds: float = 12.
 @pytest.fixture
 def dump(served):
     dump = OscDump()
-    oscsend(served, "/bridge/reply_port", "i", dump.port)
-    wait_for_pong(dump, served)
-    yield dump
-    dump.close()
+    try:  # closed even when the reply route never comes up (an oscdump must not outlive its test)
+        oscsend(served, "/bridge/reply_port", "i", dump.port)
+        wait_for_pong(dump, served)
+        yield dump
+    finally:
+        dump.close()
 
 
 # -- tests ---------------------------------------------------------------------------------
@@ -201,9 +204,9 @@ def test_ping_pong(served, dump):
     assert dump.expect("/bridge/pong", timeout=5) == []
 
 
-def test_master_over_udp(served, dump, music):
+def test_master_over_the_unix_socket_replies_to_oscdump(served, dump, music):
     song = song_in(served.media, music)
-    out_dir = served.media / "osc-udp"
+    out_dir = served.media / "osc-unix"
     oscsend(served, "/bridge/master", "sffs", song, -16.0, -1.5, out_dir)
     job_id, paths, messages = follow_job(dump)
     assert len(job_id) >= 8
@@ -314,11 +317,14 @@ def test_bad_reply_port_is_refused(served, dump):
     dump.expect("/bridge/pong", timeout=5)
 
 
-def test_python_osc_replies_to_sender_port(daemon, music):
-    """With no reply_port set, replies go back to the port the message came from."""
+def test_python_osc_over_tcp_hears_its_replies_on_the_connection(daemon, music):
+    """With no reply_port set, a TCP sender's replies come back on its own connection, in
+    OSC 1.0 framing (python-osc's TCP client reads them), the job follower's included."""
+    from pythonosc.tcp_client import SimpleTCPClient
+
     song = song_in(daemon.media, music, "pyosc.wav")
     out_dir = daemon.media / "pyosc"
-    client = SimpleUDPClient("127.0.0.1", daemon.osc_port)
+    client = SimpleTCPClient("127.0.0.1", daemon.osc_port, mode="1.0")
     try:
         client.send_message("/bridge/ping", [])
         reply = next(client.get_messages(timeout=5.0), None)
@@ -397,21 +403,18 @@ def test_cancel_running_job(served, dump):
 
 # -- time tags, malformed packets, limits ------------------------------------------------
 class Sender:
-    """The daemon's own user's long-lived UDP socket: raw packets out, replies in."""
+    """The daemon's own user's unix datagram socket, bound to a path: raw packets out, replies in."""
 
     def __init__(self, daemon):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.target = ("127.0.0.1", daemon.osc_port)
+        self.peer = oscwire.UnixPeer(daemon.osc_socket)
 
     def send(self, packet: bytes) -> None:
-        self.sock.sendto(packet, self.target)
+        self.peer.send(packet)
 
     def reply(self, timeout: float = 5.0) -> tuple[str, list, float]:
         """(address, args, monotonic time it arrived) of the next reply."""
-        self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(65536)
+            data = self.peer.recv(timeout)
         except socket.timeout:
             raise AssertionError(f"no reply within {timeout} s") from None
         return (*oscwire.parse(data), time.monotonic())
@@ -420,15 +423,14 @@ class Sender:
         """Replies that arrive within ``seconds`` (expected: none)."""
         got, deadline = [], time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
             try:
-                got.append(oscwire.parse(self.sock.recv(65536)))
+                got.append(oscwire.parse(self.peer.recv(left)))
             except socket.timeout:
                 break
         return got
 
     def close(self) -> None:
-        self.sock.close()
+        self.peer.close()
 
 
 @pytest.fixture
@@ -531,22 +533,17 @@ def test_a_flood_of_one_kind_logs_one_line_and_a_count(daemon, sender):
 
     flood = Sender(daemon)  # its 500 answers are not read: they would crowd out the pong
     try:
-        for batch in range(10):  # paced: the kernel holds only ~256 small datagrams for a socket
-            for _ in range(50):
-                flood.send(b"\x00\x01\x02\x03")
-            time.sleep(0.02)
-        for _ in range(10):  # while the daemon works through the backlog, the kernel may drop a ping
-            sender.send(oscwire.message("/bridge/ping"))
-            if [address for address, _ in sender.quiet(1.0)] == ["/bridge/pong"]:
-                break
-        else:
-            raise AssertionError("no pong after the flood")
+        for _ in range(500):  # a unix sender waits while the daemon's queue is full: none is lost
+            flood.send(b"\x00\x01\x02\x03")
+        sender.send(oscwire.message("/bridge/ping"))
+        assert sender.reply(timeout=10)[0] == "/bridge/pong"
+        assert sender.quiet(0.5) == []
     finally:
-        flood.close()  # open till here: a packet read after its socket closed is refused, not parsed
+        flood.close()
     daemon.stop()
     lines = [line for line in daemon.read_log().splitlines() if "not-osc" in line]
     assert len(lines) == 2, lines  # the first, and at stop the count of the rest
-    assert "malformed OSC packet (not-osc) from udp:127.0.0.1" in lines[0]
+    assert "malformed OSC packet (not-osc) from unix:" in lines[0]
     count = re.search(r"(\d+) more malformed OSC packets of kind not-osc since \d\d:\d\d:\d\d$", lines[1])
     assert count and int(count.group(1)) >= 100, lines[1]
 
@@ -568,30 +565,24 @@ def test_unknown_address_and_odd_argument_types_are_invalid_argument(daemon, sen
 def test_tcp_bad_frames_end_the_connection_and_a_stalled_frame_does_not_hold_a_stop(daemon):
     import signal
 
-    replies = Sender(daemon)  # the TCP peers' replies go by UDP to the reply port of their host
-    try:
-        with socket.create_connection(("127.0.0.1", daemon.osc_port)) as tcp:
-            tcp.sendall(oscwire.frame(oscwire.message("/bridge/reply_port", replies.sock.getsockname()[1])))
-            tcp.sendall(oscwire.frame(oscwire.message("/bridge/ping")))
-            assert replies.reply()[0] == "/bridge/pong"
-            tcp.sendall(oscwire.frame(b"junk"))  # a bad packet in a good frame: the connection stays
-            assert "malformed" in replies.reply()[1][2]
-            tcp.sendall(oscwire.frame(oscwire.message("/bridge/ping")))
-            assert replies.reply()[0] == "/bridge/pong"
-            tcp.sendall((-5).to_bytes(4, "big", signed=True))  # framing is lost: closed
-            assert "TCP frame length" in replies.reply()[1][2]
-            tcp.settimeout(5)
-            assert tcp.recv(10) == b""
-        stalled = socket.create_connection(("127.0.0.1", daemon.osc_port))
-        stalled.sendall(oscwire.frame(oscwire.message("/bridge/ping"))[:10])  # half a frame, then nothing
-        time.sleep(0.3)
-        started = time.monotonic()
-        daemon.proc.send_signal(signal.SIGTERM)
-        code = daemon.proc.wait(15)
-        assert code == 0 and time.monotonic() - started < 3.0
-        stalled.close()
-    finally:
-        replies.close()
+    with oscwire.TcpPeer(daemon.osc_port) as tcp:  # replies come back on the connection
+        tcp.send(oscwire.message("/bridge/ping"))
+        assert oscwire.parse(tcp.recv(5))[0] == "/bridge/pong"
+        tcp.send(b"junk")  # a bad packet in a good frame: the connection stays
+        assert "malformed" in oscwire.parse(tcp.recv(5))[1][2]
+        tcp.send(oscwire.message("/bridge/ping"))
+        assert oscwire.parse(tcp.recv(5))[0] == "/bridge/pong"
+        tcp.sock.sendall((-5).to_bytes(4, "big", signed=True))  # framing is lost: told, then closed
+        assert "TCP frame length" in oscwire.parse(tcp.recv(5))[1][2]
+        assert tcp.recv(5) is None
+    stalled = socket.create_connection(("127.0.0.1", daemon.osc_port))
+    stalled.sendall(oscwire.frame(oscwire.message("/bridge/ping"))[:10])  # half a frame, then nothing
+    time.sleep(0.3)
+    started = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    code = daemon.proc.wait(15)
+    assert code == 0 and time.monotonic() - started < 3.0
+    stalled.close()
 
 
 # -- in-process: a handler's bug, the log limiter, the sender check, the packet parser -----------
@@ -657,54 +648,82 @@ def _proc_net(folder: Path, udp: list[str], tcp: list[str] = ()) -> Path:
     return folder
 
 
-def _row(local: str, remote: str, uid: int, inode: int) -> str:
-    return f"{local} {remote} 07 00000000:00000000 00:00000000 00000000 {uid:5d} 0 {inode} 2 0000000000000000"
+def _row(local: str, remote: str, uid: int, inode: int, state: str = "07") -> str:
+    return f"{local} {remote} {state} 00000000:00000000 00:00000000 00000000 {uid:5d} 0 {inode} 2 0000000000000000"
 
 
-def test_sender_check_reads_the_kernel_socket_table(tmp_path):
+def test_tcp_peers_are_attributed_by_their_exact_connection(tmp_path):
+    from bridge.transport.osc_peers import PeerCheck, Reason
+
+    me, other, server = 1000, 65534, "0100007F:C350"  # the daemon: 127.0.0.1:50000
+    tcp = [_row("0100007F:9C40", server, me, 21, "01"),          # 40000 -> the daemon, mine, ESTABLISHED
+           _row("0100007F:9C41", server, 0, 0, "06"),            # 40001: TIME_WAIT (closed: uid 0, inode 0)
+           _row("0100007F:9C42", server, other, 22, "01"),       # 40002: nobody's
+           _row("0100007F:9C43", "0100007F:C351", me, 23, "01"),  # 40003: mine, but to another port
+           _row("0100007F:9C44", server, me, 24, "04"),          # 40004: mine, FIN_WAIT1: no longer a peer
+           _row("00000000:9C45", "00000000:0000", me, 25, "0A"),  # 40005: mine, listening: no connection
+           _row("0100007F:9C46", server, me, 26, "01"),          # 40006: mine, and on the same pair
+           _row("0100007F:9C46", server, other, 27, "01")]       # ... nobody's (cannot be: refused)
+    check = PeerCheck(uid=me, proc_net=_proc_net(tmp_path, [], tcp))
+    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50000).ok
+    assert check.tcp("::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 50000).ok
+    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50001).reason is Reason.GONE  # not this connection
+    assert check.tcp("127.0.0.2", 40000, "127.0.0.1", 50000).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40001, "127.0.0.1", 50000).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40002, "127.0.0.1", 50000).reason is Reason.OTHER_USER
+    assert check.tcp("127.0.0.1", 40002, "127.0.0.1", 50000).uids == (other,)
+    assert check.tcp("127.0.0.1", 40003, "127.0.0.1", 50000).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40004, "127.0.0.1", 50000).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40005, "127.0.0.1", 50000).reason is Reason.GONE
+    assert check.tcp("127.0.0.1", 40006, "127.0.0.1", 50000).reason is Reason.OTHER_USER
+    assert check.tcp("127.0.0.1", 40009, "127.0.0.1", 50000).reason is Reason.GONE  # no socket at all
+    # a daemon running as root trusts no closed socket, though it shows as uid 0
+    assert PeerCheck(uid=0, proc_net=tmp_path).tcp("127.0.0.1", 40001, "127.0.0.1", 50000).reason is Reason.GONE
+    assert not PeerCheck(proc_net=tmp_path / "none").available
+    assert PeerCheck(proc_net=tmp_path / "none").tcp("127.0.0.1", 1, "127.0.0.1", 2).reason is Reason.UNATTRIBUTABLE
+
+
+def test_udp_receivers_must_all_be_the_daemons_users(tmp_path):
     from bridge.transport.osc_peers import PeerCheck, Reason
 
     me, other = 1000, 65534
-    rows = [_row("0100007F:9C40", "00000000:0000", me, 11),        # 127.0.0.1:40000, mine
-            _row("00000000:9C41", "00000000:0000", me, 12),        # 0.0.0.0:40001, mine
-            _row("0100007F:9C42", "00000000:0000", other, 13),     # 127.0.0.1:40002, nobody's
-            _row("0100007F:9C43", "00000000:0000", 0, 0),          # 40003: closed (inode 0, uid 0)
-            _row("0100007F:9C44", "00000000:0000", me, 14),        # 40004: mine, and
-            _row("00000000:9C44", "00000000:0000", other, 15)]     # ... another user's on the wildcard
-    tcp = [_row("0100007F:9C40", "0100007F:C350", me, 21),         # a connection to 127.0.0.1:50000
-           _row("0100007F:9C41", "0100007F:C350", 0, 0)]           # one in TIME_WAIT
-    check = PeerCheck(uid=me, proc_net=_proc_net(tmp_path, rows, tcp))
-    assert check.udp("127.0.0.1", 40000).ok
-    assert check.udp("127.0.0.1", 40001).ok
-    assert check.udp("127.0.0.1", 40002).reason is Reason.OTHER_USER
-    assert check.udp("127.0.0.1", 40002).uids == (other,)
-    assert check.udp("127.0.0.1", 40003).reason is Reason.GONE
-    assert check.udp("127.0.0.1", 40004).reason is Reason.OTHER_USER
-    assert check.udp("127.0.0.1", 40009).reason is Reason.GONE  # no socket at all
-    assert check.udp("127.0.0.2", 40000).reason is Reason.GONE  # bound to another address
-    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50000).ok
-    assert check.tcp("127.0.0.1", 40000, "127.0.0.1", 50001).reason is Reason.GONE
-    assert check.tcp("127.0.0.1", 40001, "127.0.0.1", 50000).reason is Reason.GONE
-    # a daemon running as root trusts no closed socket, though it shows as uid 0
-    assert PeerCheck(uid=0, proc_net=tmp_path).udp("127.0.0.1", 40003).reason is Reason.GONE
-    assert not PeerCheck(proc_net=tmp_path / "none").available
-    assert PeerCheck(proc_net=tmp_path / "none").udp("127.0.0.1", 40000).reason is Reason.UNATTRIBUTABLE
+    udp = [_row("0100007F:9C40", "00000000:0000", me, 11),        # 127.0.0.1:40000, mine
+           _row("00000000:9C41", "00000000:0000", me, 12),        # 0.0.0.0:40001, mine
+           _row("0100007F:9C42", "00000000:0000", other, 13),     # 127.0.0.1:40002, nobody's
+           _row("0100007F:9C43", "00000000:0000", 0, 0),          # 40003: no live socket (inode 0)
+           _row("0100007F:9C44", "00000000:0000", me, 14),        # 40004: mine (SO_REUSEADDR), and
+           _row("0100007F:9C44", "00000000:0000", other, 15),     # ... nobody's on the same port
+           _row("0100007F:9C45", "00000000:0000", me, 16),        # 40005: mine, and
+           _row("00000000:9C45", "00000000:0000", other, 17),     # ... nobody's on the wildcard
+           _row("0200007F:9C46", "00000000:0000", other, 18)]     # 127.0.0.2:40006, nobody's
+    check = PeerCheck(uid=me, proc_net=_proc_net(tmp_path, udp))
+    assert check.receivers("127.0.0.1", 40000).ok
+    assert check.receivers("127.0.0.1", 40001).ok
+    assert check.receivers("127.0.0.1", 40002).reason is Reason.OTHER_USER
+    assert check.receivers("127.0.0.1", 40003).reason is Reason.GONE
+    assert check.receivers("127.0.0.1", 40004).reason is Reason.OTHER_USER
+    assert check.receivers("127.0.0.1", 40004).uids == (other,)
+    assert check.receivers("127.0.0.1", 40005).reason is Reason.OTHER_USER
+    assert check.receivers("127.0.0.1", 40006).reason is Reason.GONE  # nobody's is on another address
+    assert check.receivers("127.0.0.1", 40009).reason is Reason.GONE  # nobody listens at all
+    assert PeerCheck(proc_net=tmp_path / "none").receivers("127.0.0.1", 1).reason is Reason.UNATTRIBUTABLE
 
 
-def test_sender_check_knows_ipv6_and_mapped_addresses(tmp_path):
+def test_receivers_know_ipv6_and_mapped_addresses(tmp_path):
     from bridge.transport.osc_peers import PeerCheck, Reason
 
     head = "  sl  local_address                         remote_address                        st\n"
     mapped = "0000000000000000FFFF00000100007F"  # ::ffff:127.0.0.1, as the kernel prints it
     rows = [f"0: {mapped}:9C40 00000000000000000000000000000000:0000 07 0:0 0:0 0 1000 0 31 2 0",
-            f"1: 00000000000000000000000000000000:9C41 00000000000000000000000000000000:0000 07 0:0 0:0 0 "
-            f"65534 0 32 2 0"]
+            "1: 00000000000000000000000000000000:9C41 00000000000000000000000000000000:0000 07 0:0 0:0 0 "
+            "65534 0 32 2 0"]
     for name in ("udp", "tcp", "tcp6"):
         (tmp_path / name).write_text(head)
     (tmp_path / "udp6").write_text(head + "\n".join(rows) + "\n")
     check = PeerCheck(uid=1000, proc_net=tmp_path)
-    assert check.udp("127.0.0.1", 40000).ok
-    assert check.udp("127.0.0.1", 40001).reason is Reason.OTHER_USER  # [::]:40001 is dual-stack
+    assert check.receivers("127.0.0.1", 40000).ok
+    assert check.receivers("127.0.0.1", 40001).reason is Reason.OTHER_USER  # [::]:40001 is dual-stack
+    assert check.receivers("::1", 40001).reason is Reason.OTHER_USER
 
 
 def test_closed_sockets_are_never_attributed_on_this_kernel():
@@ -790,7 +809,7 @@ def test_trust_loopback_serves_a_sender_already_gone(media_dir):
         while not all(list((daemon.media / f"out{i}").glob("*.wav")) for i in range(3)):
             assert time.monotonic() < deadline, daemon.read_log()
             time.sleep(0.1)
-    # and without it, the same senders run nothing
+    # and without it, the same senders run nothing: loopback UDP is whoever's
     with running_daemon(extra=[]) as daemon:
         write_tone(daemon.media / "t.wav", 1.0)
         for _ in range(3):
@@ -799,4 +818,4 @@ def test_trust_loopback_serves_a_sender_already_gone(media_dir):
                                             str(daemon.media / "out")), ("127.0.0.1", daemon.osc_port))
         time.sleep(1.0)
         assert not (daemon.media / "out").exists()
-        assert "its socket was already closed" in daemon.read_log()
+        assert "UDP senders cannot be told apart from other users" in daemon.read_log()

@@ -1,9 +1,10 @@
-"""A seeded OSC fuzzer against a real daemon, over UDP and over TCP (OSC 1.0 framing).
+"""A seeded OSC fuzzer against a real daemon: the unix socket, TCP (OSC 1.0 framing), and UDP.
 
 Thousands of packets: valid-looking messages with wrong or odd types, random
 bytes, truncated packets, bad type tags, huge strings, deeply nested bundles,
 bundles with past, future and immediate time tags, blobs; bad TCP length
-prefixes and a connection that sends half a frame and stalls. Afterwards the
+prefixes and a connection that sends half a frame and stalls; loopback UDP,
+which is refused whatever it holds. Afterwards the
 daemon must be alive, answer a ping, run a real job, have written nothing else
 under its media root, hold no traceback in a log whose size is bounded by the
 kinds of trouble (not by the number of packets), and stop promptly on SIGTERM.
@@ -123,21 +124,25 @@ class Fuzzer:
 
 
 class Replies:
-    """Reads the owner's UDP socket in the background: the daemon's answers."""
+    """Reads one of the owner's sockets in the background: the daemon's answers.
 
-    def __init__(self, sock: socket.socket):
-        self.sock, self.got, self._stop = sock, [], threading.Event()
-        sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._read, daemon=True)
+    ``read`` returns one reply's bytes (raises socket.timeout when there is
+    none yet, OSError or returns None once the socket is done)."""
+
+    def __init__(self, read):
+        self.read, self.got, self._stop = read, [], threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
-    def _read(self):
+    def _loop(self):
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(65536)
+                data = self.read()
             except socket.timeout:
                 continue
-            except OSError:
+            except (OSError, ValueError):  # closed under it
+                return
+            if data is None:
                 return
             try:
                 self.got.append(oscwire.parse(data))
@@ -158,73 +163,110 @@ class Replies:
         self.thread.join(2)
 
 
+class Tcp:
+    """The long-lived TCP connection, reopened when the daemon ends it after a bad frame;
+    its replies come back on it and are read in the background."""
+
+    def __init__(self, port: int):
+        self.port, self.replies, self.count = port, [], 0
+        self.open()
+
+    def open(self):
+        self.peer = oscwire.TcpPeer(self.port)
+        self.replies.append(Replies(lambda peer=self.peer: peer.recv(0.2)))
+
+    def send(self, packet: bytes) -> None:
+        try:
+            self.peer.send(packet if 0 < len(packet) <= 65536 else b"/x\0\0")
+            self.count += 1
+        except OSError:  # the daemon closed it after a bad frame: open another
+            self.peer.close()
+            self.open()
+
+    def close(self) -> int:
+        """Closes it; returns how many replies came back on its connections."""
+        for replies in self.replies:
+            replies.close()
+        self.peer.close()
+        return sum(len(replies.got) for replies in self.replies)
+
+
 def fuzz(daemon, count: int, seed: int = SEED) -> dict:
-    """Send ``count`` packets over UDP and a share of them over TCP; returns what was sent."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    replies = Replies(sock)
-    fuzzer = Fuzzer(seed, daemon.media, sock.getsockname()[1])
-    sent = {"udp": 0, "udp_closed": 0, "tcp_frames": 0, "tcp_bad": 0, "replies": 0}
+    """Send ``count`` packets to the unix socket and a share of them over TCP and loopback UDP;
+    returns what was sent."""
+    me = oscwire.UnixPeer(daemon.osc_socket)  # the owner's: served, replies come back to its path
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the owner's too, but UDP: refused
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    replies, refusals = Replies(lambda: me.recv(0.2)), Replies(lambda: udp.recv(65536))
+    fuzzer = Fuzzer(seed, daemon.media, udp.getsockname()[1])
+    sent = {"unix": 0, "udp": 0, "tcp_frames": 0, "tcp_bad": 0, "replies": 0}
     target = ("127.0.0.1", daemon.osc_port)
-    tcp = socket.create_connection(target)
+    tcp = Tcp(daemon.osc_port)
     stalled = socket.create_connection(target)
     stalled.sendall(oscwire.frame(oscwire.message("/bridge/ping"))[:7])  # half a frame, then nothing
     try:
         for i in range(count):
             packet = fuzzer.packet()[:65507]  # the most a UDP datagram holds
             if i % 10 == 3:  # OSC 1.0 framing over the long-lived connection
-                try:
-                    tcp.sendall(oscwire.frame(packet if 0 < len(packet) <= 65536 else b"/x\0\0"))
-                    sent["tcp_frames"] += 1
-                except OSError:  # the daemon closed it after a bad frame: open another
-                    tcp.close()
-                    tcp = socket.create_connection(target)
+                tcp.send(packet)
             elif i % 100 == 7:  # bad framing: a lying length, or a frame cut short
-                with socket.create_connection(target) as bad:
-                    time.sleep(0.05)  # accepted while open (a connection already closed is refused)
-                    head = fuzzer.rng.choice([0, -1, -2 ** 31, 65537, 2 ** 31 - 1, len(packet) + 100])
-                    bad.sendall(struct.pack(">i", head) + packet[:200])
-                    if head == len(packet) + 100:
-                        bad.shutdown(socket.SHUT_WR)  # the frame ends early
-                    bad.settimeout(5)
-                    try:
-                        assert bad.recv(100) == b"", "a bad frame must end the connection"
-                    except ConnectionResetError:
-                        pass
+                bad_frame(target, fuzzer.rng, packet)
                 sent["tcp_bad"] += 1
-            elif i % 97 == 11:  # a sender that is gone before the daemon looks: refused
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as once:
-                    once.sendto(packet, target)
-                sent["udp_closed"] += 1
-            else:
-                sock.sendto(packet, target)
+            elif i % 10 == 6:  # loopback UDP: answered with a refusal, never run
+                udp.sendto(packet, target)
                 sent["udp"] += 1
+            else:
+                me.send(packet)
+                sent["unix"] += 1
             if i % 64 == 63:
-                time.sleep(0.01)  # the kernel holds only ~256 small datagrams per socket
+                time.sleep(0.01)  # the kernel holds only ~256 small datagrams per UDP socket
         # the daemon answers once it has worked through the flood
         start = len(replies.got)
-        sock.sendto(oscwire.message("/bridge/reply_port", sock.getsockname()[1]), target)
-        sock.sendto(oscwire.message("/bridge/ping"), target)
+        me.send(oscwire.message("/bridge/ping"))
         replies.wait_for("/bridge/pong", start, timeout=30)
         sent["replies"] = len(replies.got)
         # a real job, after all that
         song = write_tone(daemon.media / "good.wav", 2.0)
         start = len(replies.got)
-        sock.sendto(oscwire.message("/bridge/master", str(song), -16.0, -1.0, str(daemon.media / "good")), target)
+        me.send(oscwire.message("/bridge/master", str(song), -16.0, -1.0, str(daemon.media / "good")))
         done = replies.wait_for("/bridge/done", start, timeout=60)
         sent["output"] = done[1][1]
         # bundles still waiting, a stalled frame and an idle connection at the stop
-        sock.sendto(oscwire.bundle(time.time() + 30, oscwire.message("/bridge/ping")), target)
+        me.send(oscwire.bundle(time.time() + 30, oscwire.message("/bridge/ping")))
         time.sleep(0.2)
         started = time.monotonic()
         daemon.proc.send_signal(signal.SIGTERM)
         sent["exit"] = daemon.proc.wait(15)
         sent["stop_seconds"] = time.monotonic() - started
     finally:
+        sent["tcp_frames"], sent["tcp_replies"] = tcp.count, tcp.close()
         replies.close()
-        for s in (sock, tcp, stalled):
+        refusals.close()
+        sent["udp_refusals"] = sum(1 for address, args in refusals.got
+                                   if address == "/bridge/error" and args[1:2] == ["permission_denied"])
+        for s in (udp, stalled):
             s.close()
+        me.close()
     return sent
+
+
+def bad_frame(target, rng, packet: bytes) -> None:
+    """A connection with a lying length or a frame cut short: told so, then closed."""
+    with oscwire.TcpPeer(target[1]) as bad:
+        bad.send(oscwire.message("/bridge/ping"))  # accepted once answered (a half-closed one is not)
+        assert oscwire.parse(bad.recv(10))[0] == "/bridge/pong"
+        head = rng.choice([0, -1, -2 ** 31, 65537, 2 ** 31 - 1, len(packet) + 100])
+        bad.sock.sendall(struct.pack(">i", head) + packet[:200])
+        if head == len(packet) + 100:
+            bad.sock.shutdown(socket.SHUT_WR)  # the frame ends early
+        replies = []
+        try:  # the error, then the end (or a reset: the daemon closed with bytes unread)
+            while (reply := bad.recv(10)) is not None:
+                replies.append(oscwire.parse(reply)[0])
+        except ConnectionResetError:
+            pass
+        assert replies in ([], ["/bridge/error"]), replies
 
 
 def check_after(daemon, sent: dict) -> None:
@@ -238,6 +280,9 @@ def check_after(daemon, sent: dict) -> None:
     assert len(log.encode()) <= 2 * len(LOG_KINDS) * LINE + 2000, f"{len(log.encode())} bytes of log"
     files = sorted(str(p.relative_to(daemon.media)) for p in daemon.media.rglob("*") if p.is_file())
     assert files == ["good.wav", str(Path(sent["output"]).relative_to(daemon.media))], files
+    assert sent["udp_refusals"] >= sent["udp"] * 0.9, sent  # each answered (the kernel may drop a few)
+    assert sent["tcp_replies"] > 0, sent
+    assert "refused OSC senders (loopback-udp)" in log or sent["udp"] < 2
 
 
 def test_fuzzed_packets_do_not_break_the_daemon(media_dir):
