@@ -2,8 +2,8 @@
 
 Starts ``python -m bridge serve`` and runs N jobs in a fixed rotation (seeded):
 a fresh master job, a cache hit, an hpss separation, a job cancelled mid-run, a
-refused request (bad parameter), and an OSC submission from a socket that
-stays open. After every ``--every`` jobs it reads the daemon's
+refused request (bad parameter), and an OSC submission over a TCP
+connection. After every ``--every`` jobs it reads the daemon's
 ``/proc/PID/status`` (VmRSS, RssAnon, Threads) and counts ``/proc/PID/fd``.
 Growth is judged after a warm-up (the first samples carry lazy imports and
 allocator arenas): the table prints each sample and the change from the
@@ -59,21 +59,20 @@ def start(base: Path) -> tuple[subprocess.Popen, dict]:
 
 
 def osc_job(port: int, song: Path, out: Path) -> str:
+    """/bridge/submit over an OSC TCP connection (OSC 1.0 framing); replies come back on it
+    (loopback UDP is not served: a datagram's sender cannot be known)."""
     from pythonosc.osc_message import OscMessage
     from pythonosc.osc_message_builder import build_msg
 
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind(("127.0.0.1", 0))
-    sender.settimeout(120)
-    try:
-        sender.sendto(build_msg("/bridge/submit", ["master", str(song), str(out)]).dgram,
-                      ("127.0.0.1", port))
-        while True:
-            reply = OscMessage(sender.recv(65536))
-            if reply.address in ("/bridge/done", "/bridge/error"):
-                return "succeeded" if reply.address == "/bridge/done" else "failed"
-    finally:
-        sender.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sender:
+        packet = build_msg("/bridge/submit", ["master", str(song), str(out)]).dgram
+        sender.sendall(len(packet).to_bytes(4, "big") + packet)
+        with sender.makefile("rb") as replies:
+            while len(head := replies.read(4)) == 4:
+                reply = OscMessage(replies.read(int.from_bytes(head, "big")))
+                if reply.address in ("/bridge/done", "/bridge/error"):
+                    return "succeeded" if reply.address == "/bridge/done" else "failed"
+    return "connection closed"
 
 
 def one(kind: str, index: int, client, info: dict, media: Path, song: Path, long: Path) -> str:

@@ -27,6 +27,7 @@ from bridge.transport.wire import to_struct
 from bridge.v1 import bridge_pb2 as pb
 from bridge.v1 import bridge_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, running_daemon, write_tone
+from tests.transport.oscwire import UnixPeer
 
 
 @dataclass
@@ -189,7 +190,8 @@ def by_grpc(served, case: Case) -> tuple[str, str]:
 
 
 def by_osc(served, case: Case) -> tuple[str, str]:
-    """/bridge/submit engine path out_dir [name value]... from a socket that stays open."""
+    """/bridge/submit engine path out_dir [name value]... to the OSC unix socket, from a
+    bound socket of the test's own (the answer comes back to its path)."""
     inputs = inputs_of(served, case)
     args = [case.engine, inputs.pop("audio", ""), out_of(served, case)]
     for name, path in inputs.items():
@@ -198,14 +200,9 @@ def by_osc(served, case: Case) -> tuple[str, str]:
         args += ["model", case.model]
     for name, value in case.params.items():
         args += [name, value]
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind(("127.0.0.1", 0))
-    sender.settimeout(30)
-    try:
-        sender.sendto(build_msg("/bridge/submit", args).dgram, ("127.0.0.1", served.osc_port))
-        reply = OscMessage(sender.recv(65536))
-    finally:
-        sender.close()
+    with UnixPeer(served.osc_socket) as sender:
+        sender.send(build_msg("/bridge/submit", args).dgram)
+        reply = OscMessage(sender.recv(30))
     assert reply.address == "/bridge/error", (case.label, reply.address, reply.params)
     job_id, code, message = reply.params
     assert job_id == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from pythonosc.osc_message_builder import build_msg
 
 from tests.conftest import ROOT, running_daemon, write_tone
 from tests.models import write_tiny_musicgen
+from tests.transport.oscwire import UnixPeer
 
 pytest.importorskip("omegaconf")  # the generate extra
 
@@ -84,18 +84,14 @@ def test_bad_requests_name_what_is_allowed_and_the_daemon_keeps_serving(served):
 
 
 def osc_roundtrip(daemon, address: str, args: list) -> list[tuple[str, list]]:
-    """Send one message from a UDP socket; collect the replies until done or error."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.settimeout(60)
+    """Send one message to the daemon's OSC unix socket from a bound one of the test's own
+    (replies come back to its path); collect the replies until done or error."""
     replies = []
-    try:
-        listener.sendto(build_msg(address, args).dgram, ("127.0.0.1", daemon.osc_port))
+    with UnixPeer(daemon.osc_socket) as peer:
+        peer.send(build_msg(address, args).dgram)
         while not replies or replies[-1][0] not in ("/bridge/done", "/bridge/error"):
-            message = OscMessage(listener.recv(65536))
+            message = OscMessage(peer.recv(60))
             replies.append((message.address, list(message.params)))
-    finally:
-        listener.close()
     return replies
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from pythonosc.osc_message_builder import build_msg
 
 from tests.conftest import ROOT, running_daemon, write_tone
 from tests.models import write_tiny_demucs_repo
+from tests.transport.oscwire import UnixPeer
 
 STEMS = ["bass", "drums", "other", "vocals"]
 
@@ -112,19 +112,13 @@ def test_hpss_needs_no_weights(served):
 
 
 def test_osc_separate_replies_done_with_every_stem(served):
-    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.settimeout(60)
     out = served.media / "osc"
-    try:
-        listener.sendto(build_msg("/bridge/separate", [str(served.song), "tiny", str(out)]).dgram,
-                        ("127.0.0.1", served.osc_port))
+    with UnixPeer(served.osc_socket) as peer:  # bound: replies come back to its path
+        peer.send(build_msg("/bridge/separate", [str(served.song), "tiny", str(out)]).dgram)
         while True:
-            message = OscMessage(listener.recv(65536))
+            message = OscMessage(peer.recv(60))
             if message.address in ("/bridge/done", "/bridge/error"):
                 break
-    finally:
-        listener.close()
     assert message.address == "/bridge/done", message.params
     paths = message.params[1:]
     assert sorted(p.rsplit(".", 2)[-2] for p in paths) == STEMS
