@@ -46,7 +46,8 @@ def start(base: Path) -> tuple[subprocess.Popen, dict]:
     (base / "media").mkdir()
     log = open(base / "daemon.log", "w")
     proc = subprocess.Popen([PY, "-m", "bridge", "serve", "--grpc", "127.0.0.1:0", "--socket",
-                             str(base / "s.sock"), "--osc", "127.0.0.1:0", "--state-dir",
+                             str(base / "s.sock"), "--osc", "127.0.0.1:0", "--osc-socket",
+                             str(base / "s.osc"), "--state-dir",
                              str(base / "state"), "--media-root", str(base / "media"),
                              "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     info = base / "state" / "daemon.json"

@@ -243,8 +243,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                         f"senders such as oscsend ('' = off; default: {osc_socket_default() or 'off'} "
                         f"unless --osc '')")
     p.add_argument("--osc-trust-loopback", action="store_true",
-                   help="serve every loopback OSC UDP/TCP sender without checking that it is your "
-                        "user's (single-user machines; needed on macOS and Windows, which cannot tell)")
+                   help="serve every loopback OSC sender unchecked: without it loopback UDP is refused "
+                        "(no system can say which user sent a datagram) and TCP is served only from your "
+                        "own user's sockets (Linux). For single-user machines; macOS and Windows need it "
+                        "for UDP/TCP (the unix socket always works)")
     p.add_argument("--state-dir", default=str(state_dir_default()),
                    help="job records, cache, uploads")
     p.add_argument("--media-root", action="append", default=[], metavar="DIR",
