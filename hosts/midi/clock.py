@@ -13,6 +13,21 @@ fitted line puts in the hole, so the song position does not fall behind.
 Without that word a long interval is taken as the tempo it is: a master that
 halves its tempo sends ticks twice as far apart, not lost ones.
 
+Ticks lost or doubled without a word (a JACK cycle missed by the master or by
+this receiver; python-rtmidi cannot tell) move every later tick by a whole
+tick against its count, which alone puts a bar's fit 1-2 BPM off. When the
+receiver says how coarse its times are (``resolution``: rtmidi on JACK stamps
+every event of a cycle with that cycle's time, so one JACK period) and that is
+at most a third of a tick, an interval off by half a tick or more cannot be
+jitter: it is a slip of the count, and the fit counts the ticks the last fit
+puts in it (a hole: one more; a tick delivered twice: one less; a tick stamped
+a cycle late with the next: one more, then one less). Coarser times or unknown
+resolution: the count is trusted as before (two ticks in one cycle, or none,
+are normal then). The song position still counts what arrived (or ``missed``
+says). A master whose own timeline slipped by part of a tick (a DAW in a JACK
+graph that missed cycles falls behind the wall clock) did send that bar off
+tempo in wall time, and is read so.
+
 Pure Python, no MIDI library: feed it from any MIDI callback with the time the
 message arrived (any monotonic clock in seconds, as long as every call uses
 the same one). It is thread-safe: the MIDI thread calls ``tick`` while other
@@ -31,6 +46,15 @@ MAX_TICK_GAP = 0.5
 # How far from a whole number of fitted tick intervals a gap after reported lost input may
 # be and still be counted as that many ticks (ticks jitter ~0.1 interval over JACK).
 LOST_TICK_TOLERANCE = 0.2
+# An interval this far (in ticks) from the fitted one is a slip of the count, not jitter, when
+# the times are fine enough (see SLIP_RESOLUTION): a lost or doubled tick is a whole tick off.
+SLIP = 0.5
+# Slips are looked for only when the times' resolution is at most this part of a tick: jitter
+# then stays within a third of a tick, a lost tick at least two thirds away.
+SLIP_RESOLUTION = 1 / 3
+# More slips than this in one window are no lost ticks but a tempo change (or jitter the given
+# resolution did not describe): the window is fitted whole.
+MAX_SLIPS = 6
 
 
 class ClockEstimator:
@@ -46,16 +70,23 @@ class ClockEstimator:
         window_ticks: ticks in the least-squares fit; ``bpm`` is None until
             this many ticks have arrived since the last reset.
         beats_per_bar: quarter notes per bar, for ``next_bar_time``.
+        resolution: how coarse the tick times are, in seconds (rtmidi on JACK: one JACK
+            period), or None if unknown; when it is known and small enough, ticks lost or
+            doubled without ``missed`` are kept out of the tempo (see the module docstring).
     """
 
-    def __init__(self, ppqn: int = 24, window_ticks: int = 96, beats_per_bar: int = 4):
+    def __init__(self, ppqn: int = 24, window_ticks: int = 96, beats_per_bar: int = 4,
+                 resolution: float | None = None):
         if ppqn < 1:
             raise ValueError(f"ppqn must be at least 1, got {ppqn}")
         if window_ticks < 2:
             raise ValueError(f"window_ticks must be at least 2, got {window_ticks}")
         if beats_per_bar < 1:
             raise ValueError(f"beats_per_bar must be at least 1, got {beats_per_bar}")
+        if resolution is not None and not resolution >= 0:
+            raise ValueError(f"resolution must be >= 0 seconds or None, got {resolution}")
         self.ppqn = ppqn
+        self.resolution = resolution
         self.window_ticks = window_ticks
         self.beats_per_bar = beats_per_bar
         self._lock = threading.Lock()
@@ -65,6 +96,7 @@ class ClockEstimator:
         self._count = 0              # ticks since the last reset (index of the next one)
         self._slope: float | None = None      # seconds per tick, from the last fit
         self._centre = (0.0, 0.0)    # (mean tick number, mean time) of the last fit
+        self.slips = 0               # slips of the count seen in the last fit (see _slips)
         self._prev_slope: float | None = None  # kept across a reset, for interpolation only
         self._running = False
         self._next_pos = 0           # position (in ticks) the next running tick lands on
@@ -210,18 +242,56 @@ class ClockEstimator:
 
     def _refit(self) -> None:
         """The least-squares line of tick time against tick number, once per tick: its slope
-        (seconds per tick) and centre, which every reading (each audio block) then uses."""
+        (seconds per tick) and centre, which every reading (each audio block) then uses.
+
+        Tick numbers are taken as counted, but for slips of the count (``_slips``), which are
+        counted over for the fit (in whole ticks); the centre is put back on the counted
+        numbers at the last tick, so the fitted line passes where the clock is now.
+        """
         n = len(self._times)
         if n < 2:
             self._slope = None
             return
         t0 = self._times[0]
-        mean_i = sum(self._indices) / n
-        mean_t = t0 + sum(x - t0 for x in self._times) / n
-        num = sum((i - mean_i) * (x - mean_t) for i, x in zip(self._indices, self._times))
-        den = sum((i - mean_i) ** 2 for i in self._indices)
-        self._slope = num / den if num > 0 else None
-        self._centre = (mean_i, mean_t)
+        times = [x - t0 for x in self._times]
+        counted = list(self._indices)
+        shifts = self._slips(counted, times)
+        self.slips = sum(1 for s in shifts if s)
+        indices = counted
+        if self.slips:
+            total, indices = 0, []
+            for i, shift in zip(counted, shifts):
+                total += shift
+                indices.append(i + total)
+        mean_i = sum(indices) / n
+        mean_t = sum(times) / n
+        num = sum((i - mean_i) * (x - mean_t) for i, x in zip(indices, times))
+        den = sum((i - mean_i) ** 2 for i in indices)
+        self._slope = num / den if num > 0 and den > 0 else None
+        self._centre = (mean_i - (indices[-1] - counted[-1]), t0 + mean_t)
+
+    def _slips(self, indices: list[int], times: list[float]) -> list[int]:
+        """Ticks to add to the count before each tick, for slips: an interval ``SLIP`` ticks or
+        more from what the last fit says is one lost (+1) or doubled (-1) tick, or several.
+        All zero when the times are too coarse to tell or of unknown resolution, or when there
+        are so many that it is the tempo that changed."""
+        shifts = [0] * len(times)
+        if self.resolution is None:
+            return shifts
+        reference = self._slope
+        if not reference:  # right after a reset: the median interval per tick number
+            steps = sorted((times[j] - times[j - 1]) / (indices[j] - indices[j - 1]) for j in range(1, len(times)))
+            reference = steps[len(steps) // 2]
+        if reference <= 0 or self.resolution > SLIP_RESOLUTION * reference:
+            return shifts
+        slips = 0
+        for j in range(1, len(times)):
+            ticks = (times[j] - times[j - 1]) / reference
+            counted = indices[j] - indices[j - 1]
+            if abs(ticks - counted) >= SLIP:
+                shifts[j] = round(ticks) - counted
+                slips += shifts[j] != 0
+        return shifts if slips <= MAX_SLIPS else [0] * len(times)
 
     def _fitted_time(self, index: int) -> float:
         """Where the fitted line puts the tick with this number (since the last reset)."""
