@@ -108,7 +108,7 @@ def _play(args, mapping, inp: Endpoint, out: Endpoint | None, live: tuple[str, i
         if leds is not None:
             out.on_reopen = leds.restore  # a replugged Launchpad needs programmer mode again
         link = LiveLink(*live) if live else None
-        controller = Controller(mapping, client, ClockEstimator(), leds, say, link)
+        controller = Controller(mapping, client, ClockEstimator(resolution=inp.resolution), leds, say, link)
         say(f"listening on MIDI input '{inp.connected_to}'"
             + (f", LEDs ({args.leds}) on '{out.connected_to}'" if out else "")
             + f"; {len(mapping.bindings)} binding(s) from {args.map}"
@@ -143,6 +143,7 @@ def _loop(args, controller, inp: Endpoint, endpoints, stop: threading.Event) -> 
         if now >= next_poll:
             for endpoint in endpoints:
                 endpoint.poll()
+            controller.clock.resolution = inp.resolution  # read again when the input reopened
             next_poll = now + args.poll
 
 

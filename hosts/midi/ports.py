@@ -12,12 +12,19 @@ that thread is part of the server's process cycle, so a callback waiting for
 the GIL while this process opens, closes or lists ports (which holds the GIL
 and waits for the server) stalls the whole JACK graph. Polling loses nothing
 in timing: each message carries rtmidi's delta time (from the MIDI API's own
-clock), and times are rebuilt from those deltas.
+clock), and times are rebuilt from those deltas. On JACK those are the times
+rtmidi's process callback ran (one per cycle for every event in it; the event's
+frame in the cycle is dropped), so they are good to one JACK period, however
+late this loop reads them: ``Endpoint.resolution`` says how coarse (the clock
+estimator uses it to tell a lost tick from jitter).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
+from pathlib import Path
 
 from .errors import MidiHostError
 
@@ -49,6 +56,47 @@ def rtmidi_api(name: str | None) -> int:
         have = ", ".join(k for k, v in BACKENDS.items() if getattr(rtmidi, f"API_{v}") in compiled) or "none"
         raise MidiHostError(f"this python-rtmidi has no {name} support; it has: {have}", "unavailable")
     return api
+
+
+def jack_period() -> float | None:
+    """The running JACK server's period in seconds (buffer size / sample rate), or None.
+
+    Asked through the libjack python-rtmidi uses (its wheel bundles one; else the system's)
+    with a short-lived client that has no callbacks, so it cannot stall the server.
+    """
+    lib = _libjack()
+    if lib is None:
+        return None
+    status = ctypes.c_int()
+    client = lib.jack_client_open(f"{CLIENT_NAME}-probe".encode(), 0x01, ctypes.byref(status))  # JackNoStartServer
+    if not client:
+        return None
+    try:
+        rate = lib.jack_get_sample_rate(client)
+        return lib.jack_get_buffer_size(client) / rate if rate else None
+    finally:
+        lib.jack_client_close(client)
+
+
+def _libjack():
+    try:
+        import rtmidi
+    except ImportError:
+        return None
+    bundled = sorted(Path(rtmidi.__file__).resolve().parent.parent.glob("python_rtmidi*/libjack*.so*"))
+    name = str(bundled[0]) if bundled else ctypes.util.find_library("jack")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    lib.jack_client_open.restype = ctypes.c_void_p
+    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.jack_get_buffer_size.argtypes = lib.jack_get_sample_rate.argtypes = [ctypes.c_void_p]
+    lib.jack_get_buffer_size.restype = lib.jack_get_sample_rate.restype = ctypes.c_uint32
+    lib.jack_client_close.argtypes = [ctypes.c_void_p]
+    return lib
 
 
 def resolve(wanted: str, names: list[str], kind: str) -> str:
@@ -87,6 +135,7 @@ class Endpoint:
         self.kind, self.wanted, self.virtual, self.say = kind, wanted, virtual, say
         self.connected_to: str | None = None
         self.is_open = False
+        self.resolution: float | None = None  # how coarse message times are (s); None: unknown
         self._t: float | None = None  # the time of the last message read, rebuilt from deltas
         self.on_reopen = None  # called after the device came back and was reopened
         client = CLIENT_NAME if kind == "input" else f"{CLIENT_NAME}-leds"
@@ -98,6 +147,7 @@ class Endpoint:
                                 "unavailable") from None
         if kind == "input":
             self._rt.ignore_types(sysex=False, timing=False, active_sense=True)
+        self._jack = self._rt.get_current_api() == rtmidi.API_UNIX_JACK  # also when rtmidi chose it
 
     def names(self) -> list[str]:
         """Ports this endpoint could connect to (an input lists the other side's outputs)."""
@@ -108,6 +158,7 @@ class Endpoint:
         if self.virtual:
             self._rt.open_virtual_port(self.virtual)
             self.connected_to, self.is_open = self.virtual, True
+            self._probe()
             return self
         self._open(resolve(self.wanted, self.names(), self.kind))
         return self
@@ -115,6 +166,13 @@ class Endpoint:
     def _open(self, name: str) -> None:
         self._rt.open_port(self.names().index(name), "in" if self.kind == "input" else "leds")
         self.connected_to, self.is_open, self._t = name, True, None
+        self._probe()
+
+    def _probe(self) -> None:
+        # JACK stamps per cycle: the period, read when the port (re)opens. A period changed
+        # later (jack_bufsize) is not seen until the port reopens.
+        if self._jack and self.kind == "input":
+            self.resolution = jack_period()
 
     def poll(self) -> None:
         """Notice a device that left or came back (named ports only); reopen it when it returns."""
