@@ -1,14 +1,17 @@
-"""A private JACK server (dummy driver) for MIDI tests, and a fake controller on it."""
+"""A private JACK server (dummy driver) for MIDI tests, a fake controller and a MIDI clock on it."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +134,38 @@ class JackTool:
 
 def jack_connect(source: str, dest: str) -> None:
     subprocess.run(["jack_connect", source, dest], check=True, capture_output=True, timeout=10)
+
+
+class MidiClock:
+    """MIDI clock at ``bpm`` from its own process (``clock_source.py``: a JACK client that keeps
+    wall-clock time, as a hardware clock does), on ``fakeclock:clock``; ``play()`` sends Start
+    and the ticks, ``close()`` stops it and returns what it saw (late ticks, xruns)."""
+
+    def __init__(self, bpm: float, seconds: float = 120.0):
+        pytest.importorskip("jack")  # JACK-Client
+        self.bpm = bpm
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.hosts.midi.clock_source", str(bpm),
+                                      str(int(seconds * bpm / 60 * 24))],
+                                     cwd=Path(__file__).resolve().parents[3], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            pytest.fail(f"the clock source did not start (said {line!r}, exit {self.proc.wait()})")
+        self.stats: dict | None = None
+
+    def play(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> dict:
+        if self.stats is None:
+            try:
+                self.proc.stdin.write("\n")
+                self.proc.stdin.flush()
+                self.stats = json.loads(self.proc.communicate(timeout=10)[0].strip().splitlines()[-1])
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+                self.stats = {}
+        return self.stats

@@ -13,13 +13,11 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 import soundfile
 
 from tests.conftest import ROOT, running_daemon
-from tests.hosts.live.fakedaw import FakeDaw, tick_frames
-from tests.hosts.midi.jack import FakeController, JackTool, jack_backend, jack_connect
+from tests.hosts.midi.jack import FakeController, JackTool, MidiClock, jack_backend, jack_connect
 
 pytest.importorskip("omegaconf")  # the generate extra
 
@@ -57,9 +55,13 @@ class Host:
     """`studio-bridge midi` running; its stderr lines are collected as they come."""
 
     def __init__(self, daemon, *args):
-        env = {**os.environ, "STUDIO_BRIDGE_ADDR": daemon.addr, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "STUDIO_BRIDGE_ADDR": daemon.addr, "HF_HUB_OFFLINE": "1",
+               "PYTHONFAULTHANDLER": "1"}  # a host that hangs is made to say where (see stop)
+        # Ctrl-C as at a terminal: a test run started in the background of a script (a CI step)
+        # ignores SIGINT, and so would the host: stop() then timed out (seen here, 6 of 6).
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "midi", *args], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: queue.Queue = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -81,7 +83,14 @@ class Host:
 
     def stop(self) -> dict:
         self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=20)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, err = self.proc.communicate(timeout=10)
+            self.log += (err or "").splitlines()
+            raise AssertionError("the host did not stop within 20 s of SIGINT; it said:\n"
+                                 + "\n".join(self.log)) from None
         assert self.proc.returncode == 0, out + "\n".join(self.log)
         return json.loads(out)
 
@@ -91,15 +100,18 @@ class Host:
             self.proc.wait()
 
 
-def _clock(bpm: float) -> FakeDaw:
-    """Start, then MIDI clock at exact JACK frames from a JACK process callback, as a DAW sends
-    it, into the host's input beside the pads (a Python thread sleeping to deadlines sent
-    ticks late under load: 119.58 BPM measured for 120). Closed before this process opens or
-    closes another JACK client: its callback needs the GIL that such a call holds."""
-    daw = FakeDaw(np.zeros((1, 1), np.float32), tick_frames(bpm, int(120 * bpm / 60 * 24)), [])
-    jack_connect("fakedaw:clock", "studio-bridge:in")
-    daw.play()
-    return daw
+def _clock(bpm: float) -> MidiClock:
+    """Start, then MIDI clock from a JACK process callback in its own process, steady in wall
+    time as a hardware clock is, into the host's input beside the pads. Earlier sources read
+    low under load: a Python thread sleeping to deadlines sent ticks late (119.58 for 120); a
+    callback in this process at exact JACK frames gave 118.69: when the graph misses cycles
+    ticks are lost (the host now counts those: hosts/midi/clock.py), the dummy driver's frames
+    fall behind the wall clock (no receiver stamping wall time can undo that) and the callback
+    waited for the GIL on this process's threads. See clock_source.py."""
+    clock = MidiClock(bpm)
+    jack_connect("fakeclock:clock", "studio-bridge:in")
+    clock.play()
+    return clock
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +139,7 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
     host = Host(served, "--map", str(served.media / "pads.toml"), "--in", "fakepad", "--backend", "jack",
                 "--blink", "1.2", "--poll", "0.3", "--json")
     dump = clock = None
+    sent = []  # what each clock source saw: late ticks, xruns
     try:
         host.expect("listening on MIDI input 'fakepad:pads', LEDs (generic) on 'fakepad-leds:leds'")
         dump = JackTool("jack_midi_dump", port="midi-monitor:input")  # a second, non-Python LED reader
@@ -147,9 +160,9 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
                 host.expect("temperature = 1.5")
             since = time.monotonic()
             pad.send(hit)
-            host.expect("generate 'dusty drums' at ")
+            print(host.expect("generate 'dusty drums' at "))  # the tempo read, should a later step fail
             host.expect("done (generate)", timeout=60)
-            clock.close()  # the clock stops before any JACK client opens or closes (see _clock)
+            sent.append(clock.close())
             clock = None
             time.sleep(1.5)  # blink (1.2 s here) and go dark
             lights = pad.lights(since)
@@ -178,8 +191,9 @@ def test_pads_generate_at_the_clock_tempo_with_leds(served, jack):
     assert result["input"] == "fakepad:pads" and result["output"] == "fakepad-leds:leds"
     jobs = result["jobs"]
     assert [(j["state"], j["bpm_source"]) for j in jobs] == [("succeeded", "clock")] * 2, jobs
-    for job, true_bpm in zip(jobs, (120.0, 93.5)):
+    for job, true_bpm, source in zip(jobs, (120.0, 93.5), sent):
         bpm = job["params"]["bpm"]
+        print(f"clock {true_bpm} BPM: the host read {bpm} (error {bpm - true_bpm:+.3f}); clock source: {source}")
         assert bpm == pytest.approx(true_bpm, abs=0.1)  # the estimate the host reported and used
         (output,) = job["outputs"]
         assert output["path"].startswith(str(served.media / "gen"))
