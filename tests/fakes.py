@@ -26,6 +26,8 @@ class GainEngine(Engine):
     def __init__(self):
         self.gate = threading.Event()
         self.gate.set()
+        # When set, every step also takes one permit: a test can release steps one by one.
+        self.steps: threading.Semaphore | None = None
         self.started = threading.Event()
         self.runs = 0
         self.concurrent = 0
@@ -41,6 +43,8 @@ class GainEngine(Engine):
             self.started.set()
             for step in range(params["steps"]):
                 self.gate.wait(10)
+                if self.steps is not None:
+                    self.steps.acquire(timeout=10)
                 ctx.check()
                 ctx.progress((step + 1) / params["steps"], f"step {step + 1}")
             if params["fail"]:

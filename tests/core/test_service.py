@@ -56,20 +56,23 @@ def test_job_runs_through_states_and_writes_output(parts):
 def test_progress_events_stream_in_order(parts):
     service, gain, _, media = parts
     src = write_tone(media / "clip.wav", seconds=0.5)
-    gain.gate.clear()
+    gain.steps = threading.Semaphore(0)
     record = service.submit("gain", {"audio": {"path": str(src)}}, {"steps": 4}, out_dir=str(media))
     events = []
-    thread = threading.Thread(target=lambda: events.extend(service.watch(record.id)))
+    thread = threading.Thread(target=lambda: [events.append(e) for e in service.watch(record.id)])
     thread.start()
-    gain.started.wait(5)
-    for _ in range(4):
-        time.sleep(0.05)
-        gain.gate.set()
+    # A watcher sees the latest snapshot: let each step run only once the one
+    # before has been seen, so every step's progress must reach it.
+    for step in range(1, 5):
+        gain.steps.release()
+        deadline = time.monotonic() + 10
+        while not any(rec.progress >= step / 4 for _, rec in list(events)) and time.monotonic() < deadline:
+            time.sleep(0.01)
     thread.join(10)
     seqs = [seq for seq, _ in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     progress = [rec.progress for _, rec in events if rec.state is JobState.RUNNING]
-    assert progress == sorted(progress) and progress[-1] > 0
+    assert progress == sorted(progress) and {0.25, 0.5, 0.75} <= set(progress)
     assert events[-1][1].state is JobState.SUCCEEDED
 
 

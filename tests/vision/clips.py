@@ -36,7 +36,8 @@ PHOTO_FACE = (177, 66, 95, 95)
 PHOTO_CROP = (100, 0, 300, 300)  # x, y, w, h
 
 # Options that make a source look like footage rather than a still (size/rate are added).
-SOURCE_OPTIONS = {"life": "mold=10:ratio=0.5:seed=1", "mandelbrot": "", "gradients": "speed=0.02"}
+# Seeded: gradients picks random colours otherwise, and a test's margins would vary by run.
+SOURCE_OPTIONS = {"life": "mold=10:ratio=0.5:seed=1", "mandelbrot": "", "gradients": "speed=0.02:seed=1"}
 
 
 # -- paths: where the pasted photo's top-left corner is, frame by frame in a shot ----------
