@@ -54,7 +54,7 @@ def song(daemon) -> Path:
     return write_tone(daemon.media / "song.wav", seconds=20.0)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])  # more points: -m slow
 def test_cancel_at_random_points_leaves_all_or_nothing(daemon, song, seed):
     rng = random.Random(seed)
     with daemon.client() as client:

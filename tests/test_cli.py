@@ -202,5 +202,8 @@ def test_doctor_checks_what_the_daemon_needs(daemon):
     assert "face cascades ok; saliency ok" in checks["opencv"]["detail"]
     assert checks["daemon"]["status"] == "ok" and "SERVING" in checks["daemon"]["detail"]
     assert {"python", "weights", "state dir", "grpc port", "osc port"} <= set(checks)
-    missing = one_json(daemon.cli("doctor", "--json", "--addr", "unix:///nonexistent/s.sock"))
-    assert {c["name"]: c for c in missing["checks"]}["daemon"]["status"] == "warn"
+    # no daemon is a warning, not a failure (the check alone: the rest was run above)
+    from bridge.doctor import _daemon
+
+    missing = _daemon("unix:///nonexistent/s.sock", None)
+    assert missing["status"] == "warn" and "studio-bridge serve" in missing["fix"]

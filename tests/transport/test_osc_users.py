@@ -51,7 +51,7 @@ def _can_run_as_nobody() -> str:
 pytestmark = pytest.mark.skipif(bool(_can_run_as_nobody()), reason=_can_run_as_nobody() or "ok")
 
 SENDER = r'''
-import json, socket, sys, time
+import json, select, socket, sys, time
 import oscwire
 
 spec = json.loads(sys.stdin.readline())
@@ -86,13 +86,15 @@ try:
     elif mode == "listen":  # bound to someone else's port, hoping to hear their replies
         sock = udp(spec["port"], reuse=spec.get("reuse", False), host=spec.get("host", "127.0.0.1"))
         print(json.dumps({"ready": True}), flush=True)
-        got, deadline = [], time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
+        # Until the owner's test is done (it closes our stdin) and ``linger`` s more, for
+        # replies still on their way; never past ``wait``.
+        got, deadline, ends = [], time.monotonic() + wait, None
+        while (left := min(deadline, ends or deadline) - time.monotonic()) > 0:
+            ready, _, _ = select.select([sock] + ([] if ends else [sys.stdin]), [], [], left)
+            if sock in ready:
                 got.append(oscwire.parse(sock.recv(65536)))
-            except socket.timeout:
-                break
+            elif ready and not sys.stdin.readline():
+                ends = time.monotonic() + spec.get("linger", 1.0)
         out["got"] = got
     elif mode == "tcp":
         sock = socket.create_connection(("127.0.0.1", target), timeout=wait)
@@ -163,18 +165,20 @@ def as_nobody(scripts: Path, mode: str, target=None, *packets: bytes, **spec) ->
 
 
 @contextlib.contextmanager
-def nobody_listening(scripts: Path, port: int, wait: float = 3.0, **spec):
-    """nobody bound to UDP ``port`` (127.0.0.1 unless ``host``) for ``wait`` s; yields a dict
-    that gets "got", the messages it heard, once the block is over."""
+def nobody_listening(scripts: Path, port: int, wait: float = 60.0, **spec):
+    """nobody bound to UDP ``port`` (127.0.0.1 unless ``host``) while the block runs and a
+    second after (at most ``wait`` s); yields a dict that gets "got", the messages it heard,
+    once the block is over."""
     proc = subprocess.Popen(_nobody(scripts), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=scripts)
     heard: dict = {}
     try:
         proc.stdin.write(json.dumps({"mode": "listen", "port": port, "wait": wait, **spec}) + "\n")
-        proc.stdin.close()
+        proc.stdin.flush()
         ready = json.loads(proc.stdout.readline() or "{}")
         assert ready.get("ready"), (ready, proc.stderr.read())
         yield heard
+        proc.stdin.close()
         proc.wait(timeout=wait + 30)
         assert proc.returncode == 0, proc.stderr.read()
         heard.update(json.loads(proc.stdout.read()))
@@ -318,7 +322,7 @@ def test_a_reply_port_nobody_holds_gets_no_reply(owner, scripts, via):
     port = free_udp_port()
     out_dir = owner.media / f"mine-{via}-unheard"
     before = job_ids(owner)
-    with nobody_listening(scripts, port, wait=6.0) as heard:
+    with nobody_listening(scripts, port) as heard:
         if via == "unix":
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as pathless:  # like oscsend
                 for packet in (oscwire.message("/bridge/reply_port", port), oscwire.message("/bridge/ping"),
