@@ -229,8 +229,8 @@ class _Pass:
         if self.start > 0:
             self.container.seek(int(self.start / self.vin.time_base), stream=self.vin, backward=True)
         self.out.start = self.start
-        timecode = source_timecode(self.container, self.vin)
-        self.out.timecode = _advance(timecode, self.start, self.fps) if timecode and self.start else timecode
+        self._source_timecode = source_timecode(self.container, self.vin)
+        self.out.timecode = self._source_timecode
         self.out.audio = self.ain.codec_context.name if self.ain is not None else None
 
     def _demux(self):
@@ -260,6 +260,11 @@ class _Pass:
         if self.writer is not None:
             return
         self._shift = _time(first) if self.start > 0 and _time(first) is not None else 0.0
+        if self._source_timecode and self._shift:
+            # The render's timecode is its first frame's: the source's, that many frames on.
+            begin = float(self.vin.start_time * self.vin.time_base) if self.vin.start_time else 0.0
+            self.out.timecode = _advance(self._source_timecode, self._shift - begin,
+                                         self.vin.average_rate or self.fps)
         self._frame_bytes = _nbytes(first)
         self.writer = CropWriter(self.dst, self.vin, self.ain, self.target.crop, self.target.size,
                                  self.encoding, self.out.timecode, self._shift)
@@ -481,14 +486,20 @@ def _rel(frame, shift: float) -> float | None:
     return None if time is None else round(time - shift, 6)
 
 
-def _advance(timecode: str, seconds: float, fps: float) -> str:
-    """``timecode`` moved on by ``seconds`` (drop-frame aware, through OpenTimelineIO)."""
+def _advance(timecode: str, seconds: float, rate) -> str:
+    """``timecode`` moved on by the frames in ``seconds`` at the stream's ``rate``.
+
+    Counted at the exact SMPTE rate (29.97 is 30000/1001, which OpenTimelineIO
+    needs), drop-frame when the timecode is written with ``;``.
+    """
     from opentimelineio import opentime
 
-    rate = round(fps, 3)
     try:
-        at = opentime.from_timecode(timecode, rate)
-        moved = at + opentime.RationalTime(round(seconds * rate), rate)
-        return opentime.to_timecode(moved, rate, ";" in timecode)
-    except (ValueError, TypeError):
+        tc_rate = opentime.RationalTime.nearest_valid_timecode_rate(float(rate))
+        if abs(tc_rate / float(rate) - 1) > 0.001:
+            return timecode  # no SMPTE rate near it (e.g. 12.5 fps): kept as written
+        at = opentime.from_timecode(timecode, tc_rate)
+        moved = at + opentime.RationalTime(round(seconds * tc_rate), tc_rate)
+        return opentime.to_timecode(moved, tc_rate, ";" in timecode)
+    except (ValueError, TypeError, ZeroDivisionError):
         return timecode  # a timecode OTIO cannot parse is kept as written

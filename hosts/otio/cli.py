@@ -31,8 +31,9 @@ def add_otio_command(sub, common: argparse.ArgumentParser, handler) -> argparse.
     shared.add_argument("--search-path", action="append", default=[], metavar="DIR",
                         help="look for media not found where the timeline says by file name under DIR "
                              "(repeatable)")
-    shared.add_argument("--rate", type=float, default=30.0,
-                        help="frame rate to read an EDL at (EDLs store none; default 30)")
+    shared.add_argument("--rate", type=_rate, default="30",
+                        help="frame rate to read an EDL at, as editors type it: 23.976, 25, 29.97, "
+                             "30000/1001, ... (EDLs store none; default 30; drop-frame comes from the EDL)")
     shared.add_argument("--track", action="append", default=[], metavar="NAME|INDEX",
                         help="only clips on this track: its name, V2/A1, or 1-based index (repeatable)")
     shared.add_argument("--name", action="append", default=[], metavar="GLOB",
@@ -70,6 +71,15 @@ def add_otio_command(sub, common: argparse.ArgumentParser, handler) -> argparse.
     master.add_argument("--lufs", type=float, default=None, help="integrated loudness target (LUFS)")
     master.add_argument("--ceiling", type=float, default=None, help="true-peak ceiling (dBTP)")
     return otio
+
+
+def _rate(text: str):
+    from .rates import RateError, parse_rate
+
+    try:
+        return parse_rate(text)
+    except RateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _frames(text: str) -> int:

@@ -335,3 +335,46 @@ def _kdenlive_markers(timeline) -> dict[str, list[dict]]:
             if row not in rows:
                 rows.append(row)
     return found
+
+
+# -- EDL: the frame count mode ------------------------------------------------------
+_EVENT = re.compile(r"^\s*\d+\s")
+_TIMECODE = re.compile(r"\b(\d{1,2}:\d{2}:\d{2})[:;.,](\d{2,3})\b")
+
+
+def edl_drop_frame(text: str, rate):
+    """An EDL's text with its drop-frame timecodes marked as such, and the rate to read it at.
+
+    EDLs say ``FCM: DROP FRAME`` and often still write ``01:00:00:00``; the
+    adapter reads only ``;`` as drop-frame. Events under a DROP FRAME line
+    get ``;``; a drop-frame EDL is read at 29.97 or 59.94 (it cannot be 30).
+
+    Returns:
+        (text, rate, notes).
+
+    Raises:
+        TimelineError: a DROP FRAME EDL at a rate that has no drop-frame timecode.
+    """
+    from fractions import Fraction
+
+    from .rates import label
+
+    lines, drop, seen_drop = [], False, False
+    for line in text.splitlines(keepends=True):
+        mode = line.strip().upper()
+        if mode.startswith("FCM:"):
+            drop = "NON" not in mode and "DROP" in mode
+            seen_drop |= drop
+        elif drop and _EVENT.match(line):
+            line = _TIMECODE.sub(r"\1;\2", line)
+        lines.append(line)
+    if not seen_drop:
+        return text, rate, []
+    ntsc = {Fraction(30): Fraction(30000, 1001), Fraction(60): Fraction(60000, 1001)}
+    if rate in ntsc:
+        rate = ntsc[rate]
+    if rate not in ntsc.values():
+        raise TimelineError(f"the EDL says FCM: DROP FRAME but is read at {label(rate)} fps; drop-frame "
+                            "timecode exists only at 29.97 and 59.94: give --rate 29.97 (or 59.94)",
+                            code="invalid_argument")
+    return "".join(lines), rate, [f"drop-frame timecode (FCM: DROP FRAME) at {label(rate)} fps"]

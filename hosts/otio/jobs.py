@@ -52,9 +52,10 @@ def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str
     shots = _shots(keyframes)
     warnings += list(window.warnings) + list(report.get("warnings") or [])
     details = {"engine": "reframe", "params": params, "job_id": job["job_id"], "render": video,
-               "keyframes": keyframes, "shots": shots, "source": str(path), "warnings": warnings}
+               "keyframes": keyframes, "timecode": report.get("timecode"), "shots": shots, "source": str(path),
+               "warnings": warnings}
     note_on(clip, _reframe_marker(aspect, shots, job["job_id"]), details, source.start_time)
-    row.update(render=video, keyframes=keyframes, shots=[f"{s.get('subject')} {s.get('mode')}" for s in shots],
+    row.update(render=video, keyframes=keyframes, timecode=report.get("timecode"), shots=[f"{s.get('subject')} {s.get('mode')}" for s in shots],
                range={"start": params["start"], "duration": params["duration"], "frames": report.get("frames")})
     if warnings:
         row["warnings"] = warnings

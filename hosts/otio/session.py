@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,7 @@ class Options:
     output: Path
     media_dir: Path | None = None
     search_paths: tuple = ()
-    rate: float = 30.0
+    rate: Fraction = Fraction(30)  # EDLs: exact (30000/1001, not 29.97)
     tracks: tuple = ()
     names: tuple = ()
     markers: tuple = ()

@@ -16,7 +16,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formats import Format, TimelineError, format_for, patch_written, prepare_for_writing, quiet, url_to_path
+from .formats import (Format, TimelineError, edl_drop_frame, format_for, patch_written, prepare_for_writing, quiet,
+                      url_to_path)
+from .rates import exact, label, timecode_rate
 
 
 @dataclass
@@ -30,11 +32,12 @@ class Document:
     notes: list[str] = field(default_factory=list)
 
 
-def read_document(path: Path, rate: float = 30.0, extract_dir=None) -> Document:
+def read_document(path: Path, rate=30, extract_dir=None) -> Document:
     """Read ``path`` with the adapter its suffix names.
 
     Args:
-        rate: frame rate for formats that do not store one (EDL).
+        rate: frame rate for formats that do not store one (EDL): a number or
+            Fraction, taken exactly (29.97 is 30000/1001).
         extract_dir: callable returning a fresh folder to unpack a .otioz
             bundle's media into (the daemon must be able to read it).
 
@@ -46,22 +49,35 @@ def read_document(path: Path, rate: float = 30.0, extract_dir=None) -> Document:
     fmt = format_for(path)
     if not path.is_file():
         raise TimelineError(f"timeline '{path}' does not exist", code="not_found")
-    kwargs, notes, base_dir = {}, [], path.parent
+    kwargs, notes, base_dir, text = {}, [], path.parent, None
     if fmt.adapter == "cmx_3600":
-        kwargs["rate"] = rate
-        notes.append(f"EDL read at {rate:g} fps (EDLs store no rate; set it with --rate)")
+        text, rate, notes = edl_drop_frame(_text_of(path), exact(rate))
+        kwargs["rate"] = float(rate)
+        notes.append(f"EDL read at {label(rate)} fps (EDLs store no rate; set it with --rate)")
     if fmt.adapter == "otioz" and extract_dir is not None:
         base_dir = Path(extract_dir())
         kwargs["extract_to_directory"] = str(base_dir)
         notes.append(f"bundle media unpacked into {base_dir}")
     try:
         with quiet():
-            result = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **kwargs)
+            if text is not None:
+                result = otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
+            else:
+                result = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **kwargs)
     except Exception as exc:  # adapters raise anything from ValueError to their own parse errors
-        hint = f" (read at {rate:g} fps; is --rate right?)" if fmt.adapter == "cmx_3600" else ""
+        hint = f" (read at {label(rate)} fps; is --rate right?)" if fmt.adapter == "cmx_3600" else ""
         raise TimelineError(f"cannot read '{path.name}' as {fmt.label} (OpenTimelineIO adapter "
                             f"{fmt.adapter}): {type(exc).__name__}: {exc}{hint}") from None
     return Document(path, fmt, _one_timeline(result, path, notes), base_dir, notes)
+
+
+def _text_of(path: Path) -> str:
+    """A text timeline's characters (EDLs from older systems are often Latin-1, not UTF-8)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _one_timeline(result, path: Path, notes: list[str]):
@@ -299,8 +315,8 @@ def media_origin(fmt: Format, ref, fps, timecode: str, source_start):
     if ref.available_range is not None:
         return ref.available_range.start_time.rescaled_to(rate)
     if timecode:
-        try:
-            at = opentime.from_timecode(timecode, rate)
+        try:  # counted at the exact SMPTE rate (a file may store 29.97 as 2997/100)
+            at = opentime.from_timecode(timecode, timecode_rate(rate)).rescaled_to(rate)
         except ValueError:
             at = None
         if at is not None and source_start.rescaled_to(rate) >= at:
