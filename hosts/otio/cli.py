@@ -42,6 +42,9 @@ def add_otio_command(sub, common: argparse.ArgumentParser, handler) -> argparse.
                         help="only clips carrying a marker with this name (glob, any case), or under a "
                              "timeline marker with it (repeatable)")
     shared.add_argument("--no-cache", action="store_true", help="recompute even if the daemon has it cached")
+    shared.add_argument("--sidecar-only", action="store_true",
+                        help="write only the lossless .otio sidecar (OUT.otio), not OUT: for results OUT's "
+                             "format cannot hold (an EDL holds one video and two audio tracks)")
 
     otio = sub.add_parser("otio", parents=[common], help="reframe, separate or master the clips of an editor "
                           "timeline (OpenTimelineIO)", description=FORMATS_HELP)
@@ -112,7 +115,8 @@ def _dispatch(args, client) -> dict:
     options = jobs.Options(input=args.input, output=args.output, media_dir=args.media_dir,
                            search_paths=tuple(args.search_path), rate=args.rate, tracks=tuple(args.track),
                            names=tuple(args.name), markers=tuple(args.marker),
-                           handles=getattr(args, "handles", 12), no_cache=args.no_cache)
+                           handles=getattr(args, "handles", 12), no_cache=args.no_cache,
+                           sidecar_only=args.sidecar_only)
     progress = Progress(enabled=not args.json)
     try:
         if args.otio_action == "reframe":
@@ -146,10 +150,11 @@ class Progress:
 def summary(result: dict) -> str:
     """The result for people: what was written, then a line per clip."""
     lines = []
-    if result.get("output"):
+    if result.get("output") or result.get("sidecar"):
         lines.append(f"{result['action']}: {result['processed']} of {len(result['clips'])} clips -> "
-                     f"{result['output']}")
-        lines.append(f"  sidecar: {result['sidecar']}")
+                     f"{result.get('output') or result['sidecar']}")
+        if result.get("output"):
+            lines.append(f"  sidecar: {result['sidecar']}")
         if result.get("canvas"):
             canvas = result["canvas"]
             lines.append(f"  canvas: {canvas['width']}x{canvas['height']}"

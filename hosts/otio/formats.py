@@ -161,21 +161,47 @@ def canvas_for(size: tuple[int, int], aspect: str) -> tuple[int, int]:
 def read_canvas(path: Path, fmt: Format, timeline) -> tuple[int, int] | None:
     """The sequence size the file declares, or None where it declares none."""
     if fmt.canvas == "otio":
-        size = timeline.metadata.get(META, {}).get("canvas")
-        if size:
-            return int(size["width"]), int(size["height"])
+        size = _dig(timeline.metadata, META, "canvas")
+        if _size(size.get("width"), size.get("height")):
+            return _size(size.get("width"), size.get("height"))
     if fmt.canvas in ("otio", "fcp_xml"):
-        chars = (timeline.metadata.get("fcp_xml", {}).get("media", {}).get("video", {})
-                 .get("format", {}).get("samplecharacteristics", {}))
-        if chars.get("width") and chars.get("height"):
-            return int(chars["width"]), int(chars["height"])
+        chars = _dig(timeline.metadata, "fcp_xml", "media", "video", "format", "samplecharacteristics")
+        size = _size(chars.get("width"), chars.get("height"))
+        if size:
+            return size
     if fmt.canvas == "fcpx":
         return _fcpx_canvas(ET.parse(path).getroot())
     if fmt.canvas == "kdenlive":
         profile = ET.parse(path).getroot().find("profile")
-        if profile is not None and profile.get("width"):
-            return int(profile.get("width")), int(profile.get("height"))
+        if profile is not None:
+            return _size(profile.get("width"), profile.get("height"))
     return None
+
+
+def _dig(mapping, *keys) -> dict:
+    """``mapping[k1][k2]...``, or {} where a level is missing or not a mapping (an
+    empty element such as ``<format/>`` reads as None)."""
+    for key in keys:
+        mapping = mapping.get(key) if hasattr(mapping, "get") else None
+    return mapping if hasattr(mapping, "get") else {}
+
+
+def _size(width, height) -> tuple[int, int] | None:
+    """A frame size from text attributes, or None where either is missing or not a size."""
+    try:
+        size = int(float(width)), int(float(height))
+    except (TypeError, ValueError):
+        return None
+    return size if size[0] > 0 and size[1] > 0 else None
+
+
+def metadata_branch(mapping, *keys) -> dict:
+    """``mapping[k1][k2]...``, made (or replacing a None or text leaf) where missing."""
+    for key in keys:
+        if not hasattr(mapping.get(key), "setdefault"):
+            mapping[key] = {}
+        mapping = mapping[key]
+    return mapping
 
 
 def _fcpx_canvas(root) -> tuple[int, int] | None:
@@ -183,19 +209,17 @@ def _fcpx_canvas(root) -> tuple[int, int] | None:
     if sequence is None:
         return None
     element = root.find(f"./resources/format[@id='{sequence.get('format')}']")
-    if element is None or not element.get("width"):
-        return None
-    return int(element.get("width")), int(element.get("height"))
+    return None if element is None else _size(element.get("width"), element.get("height"))
 
 
 def declare_canvas(timeline, fmt: Format, size: tuple[int, int]) -> None:
     """Put the canvas where the adapter writes it from (timeline metadata)."""
     width, height = size
-    timeline.metadata.setdefault(META, {})["canvas"] = {"width": width, "height": height}
+    metadata_branch(timeline.metadata, META)["canvas"] = {"width": width, "height": height}
     if fmt.canvas == "fcp_xml" or "fcp_xml" in timeline.metadata:
         # The FCP7 adapter rebuilds <media><video><format> from this metadata.
-        video = timeline.metadata.setdefault("fcp_xml", {}).setdefault("media", {}).setdefault("video", {})
-        chars = video.setdefault("format", {}).setdefault("samplecharacteristics", {})
+        chars = metadata_branch(timeline.metadata, "fcp_xml", "media", "video", "format",
+                                "samplecharacteristics")
         chars.update({"width": str(width), "height": str(height)})
 
 

@@ -24,12 +24,18 @@ __all__ = ["Options", "reframe", "separate", "master"]
 def reframe(client, opts: Options, aspect: str = "9:16", follow: str = "auto", progress=None) -> dict:
     """Reframe every selected video clip; the sequence gets the new canvas size."""
     parse_aspect(aspect)  # a typo fails before any job runs
-    run = Run(client, opts, "reframe", progress)
-    candidates = run.candidates("Video")
-    sizes = []
-    run.each(candidates, lambda cand, row: sizes.append(_reframe_clip(run, cand, row, aspect, follow)))
-    source = read_canvas(run.input, run.doc.fmt, run.timeline) or next((s for s in sizes if s), DEFAULT_CANVAS)
-    return run.finish(canvas_for(source, aspect))
+
+    def apply(run: Run):
+        sizes = []
+
+        def one(cand: Candidate, row: dict) -> None:
+            sizes.append(_reframe_clip(run, cand, row, aspect, follow))
+
+        run.each(run.candidates("Video"), one)
+        source = read_canvas(run.input, run.doc.fmt, run.timeline) or next((s for s in sizes if s), DEFAULT_CANVAS)
+        return canvas_for(source, aspect)
+
+    return Run(client, opts, "reframe", progress).execute(apply)
 
 
 def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str):
@@ -45,7 +51,7 @@ def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str
     # daemon's cache answers repeats across runs.
     params = {"aspect": aspect, "track": follow, "start": round(float(window.first / fps), 6),
               "duration": round(float(window.count / fps), 6)}
-    job = run.job("reframe", {"video": str(path)}, params, row)
+    job = run.job("reframe", {"video": str(path)}, params, row, expect=("video", "keyframes"))
     video, keyframes = output_of(job, "video"), output_of(job, "keyframes")
     report = job.get("report") or {}
     attach(clip, _rendered_reference(video, report, params, origin))
@@ -55,7 +61,8 @@ def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str
                "keyframes": keyframes, "timecode": report.get("timecode"), "shots": shots, "source": str(path),
                "warnings": warnings}
     note_on(clip, _reframe_marker(aspect, shots, job["job_id"]), details, source.start_time)
-    row.update(render=video, keyframes=keyframes, timecode=report.get("timecode"), shots=[f"{s.get('subject')} {s.get('mode')}" for s in shots],
+    row.update(render=video, keyframes=keyframes, timecode=report.get("timecode"),
+               shots=[f"{s.get('subject')} {s.get('mode')}" for s in shots],
                range={"start": params["start"], "duration": params["duration"], "frames": report.get("frames")})
     if warnings:
         row["warnings"] = warnings
@@ -132,11 +139,22 @@ def separate(client, opts: Options, stems: str | None = None, two_stems: str | N
              model: str = "", progress=None) -> dict:
     """Split every selected audio clip; each stem lands on a new audio track under its clip."""
     params = {k: v for k, v in (("stems", stems), ("two_stems", two_stems)) if v}
-    run = Run(client, opts, "separate", progress)
-    placed: dict[int, tuple] = {}  # source track id -> (track, label, {stem: [(range, clip)]})
-    run.each(run.candidates("Audio"), lambda cand, row: _separate_clip(run, cand, row, params, model, placed))
-    _add_stem_tracks(run.timeline, placed)
-    return run.finish()
+
+    def apply(run: Run) -> None:
+        placed: dict[int, tuple] = {}  # source track id -> (track, label, {stem: [(range, clip)]})
+        run.each(run.candidates("Audio"), lambda cand, row: _separate_clip(run, cand, row, params, model, placed))
+        _add_stem_tracks(run.timeline, placed)
+
+    return Run(client, opts, "separate", progress).execute(apply)
+
+
+def _expected_stems(params: dict) -> tuple[str, ...]:
+    """The stems a separation makes, for a dry run: as asked, else the four of htdemucs."""
+    if params.get("two_stems"):
+        return params["two_stems"], f"no_{params['two_stems']}"
+    if params.get("stems"):
+        return tuple(s.strip() for s in params["stems"].split(",") if s.strip())
+    return "drums", "bass", "other", "vocals"
 
 
 def _separate_clip(run: Run, cand: Candidate, row: dict, params: dict, model: str, placed: dict) -> None:
@@ -145,7 +163,7 @@ def _separate_clip(run: Run, cand: Candidate, row: dict, params: dict, model: st
 
     ref, path = run.media_for(cand)
     clip, source = cand.clip, source_range(cand.clip)
-    job = run.job("separate", {"audio": str(path)}, params, row, model)
+    job = run.job("separate", {"audio": str(path)}, params, row, model, expect=_expected_stems(params))
     available = _audio_range(run, ref, path, source)
     at = cand.clip.transformed_time_range(cand.clip.trimmed_range(), cand.track)
     row["stems"] = {}
@@ -192,9 +210,11 @@ def master(client, opts: Options, preset: str | None = None, lufs: float | None 
            ceiling: float | None = None, progress=None) -> dict:
     """Master every selected audio clip; each clip plays its mastered file (original kept)."""
     params = {k: v for k, v in (("preset", preset), ("lufs", lufs), ("ceiling", ceiling)) if v is not None}
-    run = Run(client, opts, "master", progress)
-    run.each(run.candidates("Audio"), lambda cand, row: _master_clip(run, cand, row, params))
-    return run.finish()
+
+    def apply(run: Run) -> None:
+        run.each(run.candidates("Audio"), lambda cand, row: _master_clip(run, cand, row, params))
+
+    return Run(client, opts, "master", progress).execute(apply)
 
 
 def _master_clip(run: Run, cand: Candidate, row: dict, params: dict) -> None:
@@ -203,7 +223,7 @@ def _master_clip(run: Run, cand: Candidate, row: dict, params: dict) -> None:
 
     ref, path = run.media_for(cand)
     clip, source = cand.clip, source_range(cand.clip)
-    job = run.job("master", {"audio": str(path)}, params, row)
+    job = run.job("master", {"audio": str(path)}, params, row, expect=("mastered",))
     mastered = output_of(job, "mastered")
     new = schema.ExternalReference(target_url=Path(mastered).as_uri(),
                                    available_range=_audio_range(run, ref, path, source))

@@ -35,8 +35,8 @@ def parse_rate(text: str) -> Fraction:
     match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(?:/(\d+(?:\.\d*)?))?", cleaned)
     over = Fraction(match[2]) if match and match[2] else Fraction(1)
     if not match or not over or not 0 < Fraction(match[1]) / over <= 1000:
-        raise RateError(f"frame rate '{text}' is not a rate above 0 and up to 1000 fps; give one as editors write it: "
-                        f"{EXAMPLES}")
+        raise RateError(f"frame rate '{text}' is not a rate above 0 and up to 1000 fps; give one as "
+                        f"editors write it: {EXAMPLES}")
     value = Fraction(match[1]) / over
     return exact(value)
 

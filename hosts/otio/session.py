@@ -17,7 +17,7 @@ from typing import Callable
 
 from bridge.client import BridgeError, Unavailable
 
-from .formats import META, TimelineError, declare_canvas, format_for, writer_losses
+from .formats import META, TimelineError, declare_canvas, format_for, metadata_branch, writer_losses
 from .timeline import (Candidate, fill_available_ranges, read_document, relink, resolve_media, select_clips,
                        write_timeline)
 
@@ -38,6 +38,7 @@ class Options:
     markers: tuple = ()
     handles: int = 12
     no_cache: bool = False
+    sidecar_only: bool = False  # write only the lossless .otio sidecar, not OUT
 
 
 class ClipProblem(Exception):
@@ -76,17 +77,56 @@ class Run:
         self.search = tuple(Path(p).expanduser().absolute() for p in opts.search_paths)
         relink(self.timeline, self.doc.base_dir, self.search)
         fill_available_ranges(self.timeline, self.doc.fmt)
-        self._preflight()
         self.rows: list[dict] = []
         self._jobs: dict[str, dict] = {}
+        self.planning = False  # a dry run: jobs answer with placeholder outputs
 
-    def _preflight(self) -> None:
-        """Editor formats refuse some timelines (an EDL holds one video track): find out
-        before any job runs, by writing the input once in OUT's format."""
-        if self.out_fmt.all_references:
-            return  # .otio/.otioz hold anything
+    def execute(self, apply: Callable[["Run"], tuple[int, int] | None]) -> dict:
+        """Run ``apply`` (which processes the clips and returns the canvas, if any) and write
+        OUT, once OUT's format is known to hold the result.
+
+        ``apply`` first runs on a copy whose jobs are placeholders: an editor format that
+        cannot hold the result (an EDL with stem tracks, FCP X audio with no storyline
+        above it) fails here, before any job has run.
+        """
+        if not self.opts.sidecar_only:
+            plan = self._planned()
+            canvas = apply(plan)
+            plan._check_writable(canvas)
+        return self.finish(apply(self))
+
+    def _planned(self) -> "Run":
+        import copy
+
+        plan = copy.copy(self)
+        plan.timeline = copy.deepcopy(self.timeline)
+        plan.doc = copy.copy(self.doc)
+        plan.doc.timeline = plan.timeline
+        plan.notes, plan.rows, plan._jobs = list(self.notes), [], {}
+        plan.planning, plan.progress = True, None
+        return plan
+
+    def _check_writable(self, canvas) -> None:
+        """Write the planned result in OUT's format (to a temp folder).
+
+        Raises:
+            TimelineError: OUT's format cannot hold it; the message names the formats that can.
+        """
+        if self.out_fmt.all_references or not any(row["status"] == "done" for row in self.rows):
+            return  # .otio/.otioz hold anything; with nothing done nothing is written
+        if canvas:
+            declare_canvas(self.timeline, self.out_fmt, canvas)
         with tempfile.TemporaryDirectory() as folder:
-            write_timeline(self.timeline, Path(folder) / f"check{self.output.suffix}", shown_as=self.output.name)
+            try:
+                write_timeline(self.timeline, Path(folder) / f"check{self.output.suffix}", canvas,
+                               shown_as=self.output.name)
+            except TimelineError as exc:
+                holders = [suffix for suffix in (".otio", ".xml", ".fcpxml", ".kdenlive", ".edl")
+                           if suffix != self.output.suffix.lower() and _holds(self.timeline, folder, suffix)]
+                raise TimelineError(f"{exc.message}. Nothing was run: {self.out_fmt.label} cannot hold what "
+                                    f"{self.action} makes of this timeline; write OUT as "
+                                    f"{' or '.join(holders) or '.otio'} instead, or pass --sidecar-only "
+                                    f"(only the .otio sidecar is written)", code="unsupported_format") from None
 
     def _extract_dir(self) -> Path:
         self.media_dir.mkdir(parents=True, exist_ok=True)
@@ -138,14 +178,19 @@ class Run:
                                         f"add --search-path DIR (a folder that holds '{name}')")
         return ref, path
 
-    def job(self, engine: str, inputs: dict, params: dict, row: dict, model: str = "") -> dict:
+    def job(self, engine: str, inputs: dict, params: dict, row: dict, model: str = "",
+            expect: tuple[str, ...] = ()) -> dict:
         """Run one daemon job (the same request twice in one run is sent once).
+
+        ``expect``: the output kinds it will make, for a dry run's placeholders.
 
         Raises:
             ClipProblem: the daemon refused or failed the job (its message passed on).
             Unavailable: no daemon answers (nothing else can work either).
         """
         key = json.dumps([engine, inputs, params, model], sort_keys=True)
+        if self.planning:
+            self._jobs[key] = _placeholder(engine, expect, self.media_dir)
         if key not in self._jobs:
             try:
                 self._jobs[key] = self.client.run(
@@ -184,13 +229,37 @@ class Run:
         if not done:
             result["error"] = _nothing_done(self.rows, self.action, self.input)
             return result
-        self.timeline.metadata.setdefault(META, {})["run"] = {
+        metadata_branch(self.timeline.metadata, META)["run"] = {
             "action": self.action, "input": str(self.input), "clips": self.rows}
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        write_timeline(self.timeline, self.output, canvas)
-        write_timeline(self.timeline, self.sidecar)
-        result.update(output=str(self.output), sidecar=str(self.sidecar))
+        write_timeline(self.timeline, self.sidecar)  # first: it holds anything, and every result
+        result["sidecar"] = str(self.sidecar)
+        if self.opts.sidecar_only:
+            return result
+        try:
+            write_timeline(self.timeline, self.output, canvas)
+        except TimelineError as exc:
+            result["error"] = {"code": "write_failed", "message": f"{exc.message}; the {done} results are "
+                               f"kept in {self.media_dir} and the timeline using them in {self.sidecar} "
+                               "(open it, or convert it with otioconvert)"}
+            return result
+        result["output"] = str(self.output)
         return result
+
+
+def _holds(timeline, folder: str, suffix: str) -> bool:
+    """Whether ``suffix``'s format writes ``timeline`` (a trial write into ``folder``)."""
+    try:
+        write_timeline(timeline, Path(folder) / f"holds{suffix}")
+    except TimelineError:
+        return False
+    return True
+
+
+def _placeholder(engine: str, kinds: tuple[str, ...], media_dir: Path) -> dict:
+    """A succeeded job as a dry run sees it: outputs named for their kinds, never written."""
+    outputs = [{"kind": kind, "path": str(media_dir / f"planned.{engine}.{kind}")} for kind in kinds]
+    return {"job_id": "planned", "state": "succeeded", "outputs": outputs, "report": {}, "model": ""}
 
 
 def _refuse_overwriting_input(source: Path, output: Path, sidecar: Path) -> None:
@@ -213,6 +282,10 @@ def _nothing_done(rows: list[dict], action: str, source: Path) -> dict:
 def attach(clip, ref) -> None:
     """Make ``ref`` the clip's active media and keep the old one beside it as "original"."""
     key = clip.active_media_reference_key
+    if clip.source_range is None:
+        # A clip without a source range plays all of its media: pin what that was, or the new
+        # media (longer by its handles) would lengthen the clip and move what follows.
+        clip.source_range = source_range(clip)
     # Clones: OTIO 0.18 crashes (segfault) when set_media_references is handed a
     # reference the clip already owns while Python still holds it.
     refs = {name: old.clone() for name, old in clip.media_references().items()}
@@ -242,4 +315,15 @@ def output_of(job: dict, kind: str) -> str:
 
 
 def source_range(clip):
-    return clip.source_range or clip.available_range()
+    """What the clip plays of its media: its source range, else all of its media.
+
+    Raises:
+        ClipProblem: neither is known (no source range, and media of unknown length).
+    """
+    if clip.source_range is not None:
+        return clip.source_range
+    try:
+        return clip.available_range()
+    except Exception:  # OTIO raises CannotComputeAvailableRangeError (or others) here
+        raise ClipProblem("skipped", "the clip states no source range and its media no length: "
+                                     "give the clip in and out points in the editor") from None

@@ -285,14 +285,14 @@ def fill_available_ranges(timeline, fmt: Format) -> int:
     filled = 0
     for clip in timeline.find_clips():
         ref, source = clip.media_reference, clip.source_range
-        if not isinstance(ref, schema.ExternalReference) or ref.available_range is not None or source is None:
+        if not isinstance(ref, schema.ExternalReference) or ref.available_range is not None:
             continue
         path = Path(url_to_path(ref.target_url))
         info = probe(path) if path.is_absolute() and path.is_file() else None
-        if info is None:
+        if info is None or (source is None and not info.fps):
             continue
         rate = float(info.fps) if info.fps else source.start_time.rate
-        origin = media_origin(fmt, ref, rate, info.timecode, source.start_time)
+        origin = media_origin(fmt, ref, rate, info.timecode, source.start_time if source else None)
         frames = info.frames if info.fps else round(info.duration * rate)
         ref.available_range = opentime.TimeRange(origin, opentime.RationalTime(frames, rate))
         filled += 1
@@ -305,7 +305,8 @@ def media_origin(fmt: Format, ref, fps, timecode: str, source_start):
 
     Kdenlive counts from the file's start; a reference that states its
     available range starts there; otherwise a clip whose source range lies at
-    or past the media's timecode counts from the timecode (EDL), else from 0.
+    or past the media's timecode (or that has none: ``source_start`` None)
+    counts from the timecode (EDL), else from 0.
     """
     from opentimelineio import opentime
 
@@ -319,7 +320,7 @@ def media_origin(fmt: Format, ref, fps, timecode: str, source_start):
             at = opentime.from_timecode(timecode, timecode_rate(rate)).rescaled_to(rate)
         except ValueError:
             at = None
-        if at is not None and source_start.rescaled_to(rate) >= at:
+        if at is not None and (source_start is None or source_start.rescaled_to(rate) >= at):
             return at
     return opentime.RationalTime(0, rate)
 

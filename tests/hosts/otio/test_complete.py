@@ -1,0 +1,97 @@
+"""Nothing half done: OUT's format is checked before any job, a failed write keeps the
+results and says where, and no clip changes length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import opentimelineio as otio
+
+from hosts.otio.formats import FORMATS, read_canvas
+from tests.hosts.otio.media import RATE, RT, TR, clip, read_back, ref, write_as
+from tests.hosts.otio.test_audio import music_timeline
+
+CORPUS = Path(__file__).with_name("corpus")
+
+
+def job_count(daemon) -> int:
+    with daemon.client() as client:
+        return len(client.list_jobs(1000))
+
+
+def layout(timeline) -> list[tuple]:
+    """Every item of every track: (track, kind, name, place on the track, source range)."""
+    rows = []
+    for index, track in enumerate(timeline.tracks):
+        for item in track:
+            rows.append((index, type(item).__name__, item.name, item.range_in_parent(),
+                         getattr(item, "source_range", None)))
+    return rows
+
+
+def test_an_edl_cannot_hold_stem_tracks_and_nothing_runs(served, tmp_path):
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    timeline = music_timeline(served.files)
+    timeline.tracks.remove(timeline.tracks[2])  # an EDL holds one video and two audio tracks
+    source = write_as(timeline, folder / "cut.otio")
+    before = job_count(served)
+    code, result = served.otio("separate", source, "-o", folder / "stems.edl", "--model", "hpss")
+    assert code == 1 and result["error"]["code"] == "unsupported_format", result
+    message = result["error"]["message"]
+    assert "No more than 2 audio tracks" in message and "Nothing was run" in message
+    assert ".otio or .xml or .fcpxml" in message and "--sidecar-only" in message
+    assert job_count(served) == before  # the check came before the first job
+    assert sorted(p.name for p in folder.iterdir()) == ["cut.otio"]  # and wrote nothing
+
+    code, result = served.otio("separate", source, "-o", folder / "stems.edl", "--model", "hpss", "--sidecar-only")
+    assert code == 0, result
+    assert result["output"] is None and result["sidecar"] == str(folder / "stems.edl.otio")
+    assert not (folder / "stems.edl").exists()
+    written = read_back(folder / "stems.edl.otio")
+    assert [t.name for t in written.tracks] == ["V1", "A1", "A1 harmonic", "A1 percussive"]
+
+
+def test_a_write_that_fails_after_the_jobs_keeps_the_results_and_says_where(served, tmp_path):
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    source = write_as(music_timeline(served.files), folder / "cut.xml")
+    (folder / "mastered.xml").mkdir()  # OUT cannot be replaced: it is a folder
+    code, result = served.otio("master", source, "-o", folder / "mastered.xml")
+    assert code == 1 and result["error"]["code"] == "write_failed", result
+    sidecar = folder / "mastered.xml.otio"
+    assert result["sidecar"] == str(sidecar) and str(sidecar) in result["error"]["message"]
+    assert result["output"] is None and result["processed"] == 3
+    for row in result["clips"]:
+        assert row["status"] == "done" and Path(row["render"]).is_file()
+    renders = {Path(row["render"]) for row in result["clips"]}
+    played = {Path(otio.url_utils.filepath_from_url(c.media_reference.target_url))
+              for c in read_back(sidecar).find_clips() if c.name != "shotA"}
+    assert played == renders  # the sidecar is the finished timeline
+
+
+def test_a_clip_without_a_source_range_keeps_its_length(served, tmp_path):
+    """It plays all the media its reference declares (30 frames of a 90-frame file): the
+    render, longer by its handles, must not lengthen it."""
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    timeline = otio.schema.Timeline(name="whole", global_start_time=RT(0, RATE))
+    track = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
+    whole = otio.schema.Clip(name="whole", media_reference=ref(served.files.a, origin=108000, frames=30))
+    track.extend([whole, clip("after", ref(served.files.b, origin=10 * 3600 * RATE), 10 * 3600 * RATE, 20)])
+    timeline.tracks.append(track)
+    source = write_as(timeline, folder / "whole.otio")
+    code, result = served.otio("reframe", source, "-o", folder / "out.otio", "--handles", "12")
+    assert code == 0, result
+    assert result["clips"][0]["range"]["frames"] == 30 + 12  # the render has its handles (none before
+    # the file's first frame)...
+    after = read_back(folder / "out.otio")
+    assert layout(after)[0][3] == TR(RT(0, RATE), RT(30, RATE))  # ...the clip does not
+    assert [row[3] for row in layout(after)] == [row[3] for row in layout(read_back(source))]
+
+
+def test_an_empty_format_from_otios_own_fcp7_writer_is_no_canvas():
+    """OpenTimelineIO's fcp_xml writer leaves `<format/>` empty: no size, and no crash."""
+    path = CORPUS / "otio_fcp_writer_screening_example.xml"
+    timeline = otio.adapters.read_from_file(str(path), adapter_name="fcp_xml")
+    assert read_canvas(path, FORMATS[".xml"], timeline) is None
