@@ -57,6 +57,7 @@ class Format:
         all_references: keeps every media reference of a clip, not only the active one.
         file_relative: media time counts from the file's first frame (MLT), not
             from the media's timecode.
+        read_only: read here, not written (write the format's single-file form).
     """
 
     suffix: str
@@ -65,6 +66,7 @@ class Format:
     canvas: str = ""
     all_references: bool = False
     file_relative: bool = False
+    read_only: bool = False
 
 
 FORMATS = {f.suffix: f for f in (
@@ -72,6 +74,7 @@ FORMATS = {f.suffix: f for f in (
     Format(".otioz", "otioz", "OpenTimelineIO bundle", canvas="otio", all_references=True),
     Format(".xml", "fcp_xml", "Final Cut Pro 7 XML", canvas="fcp_xml"),
     Format(".fcpxml", "fcpx_xml", "Final Cut Pro X XML", canvas="fcpx"),
+    Format(".fcpxmld", "fcpx_xml", "Final Cut Pro X XML bundle", canvas="fcpx", read_only=True),
     Format(".edl", "cmx_3600", "CMX 3600 EDL"),
     Format(".kdenlive", "kdenlive", "Kdenlive project", canvas="kdenlive", file_relative=True),
 )}
@@ -88,6 +91,10 @@ def format_for(path: Path, write: bool = False) -> Format:
     suffix = path.suffix.lower()
     if suffix in FORMATS:
         fmt = FORMATS[suffix]
+        if write and fmt.read_only:
+            raise TimelineError(f"'{path.name}': {fmt.label}s are read, not written, here; write "
+                                f"'{path.stem}.fcpxml' instead (Final Cut Pro and Resolve import it)",
+                                code="invalid_argument")
         if fmt.adapter not in otio.adapters.available_adapter_names():
             raise TimelineError(f"'{path.name}': {fmt.label} needs the OpenTimelineIO adapter '{fmt.adapter}', "
                                 f"which is not installed (`pip install -e '.[reframe]'`); formats: "
@@ -170,7 +177,9 @@ def read_canvas(path: Path, fmt: Format, timeline) -> tuple[int, int] | None:
         if size:
             return size
     if fmt.canvas == "fcpx":
-        return _fcpx_canvas(ET.parse(path).getroot())
+        from .fcpx import document_path
+
+        return _fcpx_canvas(ET.parse(document_path(path)).getroot())
     if fmt.canvas == "kdenlive":
         profile = ET.parse(path).getroot().find("profile")
         if profile is not None:

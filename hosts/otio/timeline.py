@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .formats import (Format, TimelineError, edl_drop_frame, format_for, patch_written, prepare_for_writing, quiet,
                       url_to_path)
+from . import fcpx
 from .rates import exact, label, timecode_rate
 
 
@@ -47,7 +48,7 @@ def read_document(path: Path, rate=30, extract_dir=None) -> Document:
     import opentimelineio as otio
 
     fmt = format_for(path)
-    if not path.is_file():
+    if not fcpx.document_path(path).is_file():
         raise TimelineError(f"timeline '{path}' does not exist", code="not_found")
     kwargs, notes, base_dir, text = {}, [], path.parent, None
     if fmt.adapter == "cmx_3600":
@@ -60,7 +61,9 @@ def read_document(path: Path, rate=30, extract_dir=None) -> Document:
         notes.append(f"bundle media unpacked into {base_dir}")
     try:
         with quiet():
-            if text is not None:
+            if fmt.adapter == "fcpx_xml":  # media-rep, exact NTSC rates, bundles: see fcpx.py
+                result = fcpx.read(_text_of(fcpx.document_path(path)))
+            elif text is not None:
                 result = otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
             else:
                 result = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **kwargs)
