@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .formats import DEFAULT_CANVAS, canvas_for, parse_aspect, read_canvas
 from .probe import probe
-from .session import Options, Run, attach, note_on, output_of, source_range
+from .session import Options, Run, attach, media_played, note_on, output_of, source_range
 from .timeline import Candidate, media_origin, render_window
 
 __all__ = ["Options", "reframe", "separate", "master"]
@@ -45,7 +45,7 @@ def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str
     info = probe(path)
     fps, frames, warnings = _frame_rate(info, source)
     origin = media_origin(run.doc.fmt, ref, fps, info.timecode if info else "", source.start_time)
-    window = render_window(source, origin, frames, run.opts.handles)
+    window = render_window(media_played(clip), origin, frames, run.opts.handles)
     # Each clip gets a render of its own range, even where clips share media and
     # their ranges overlap; an identical request is sent once (Run.job) and the
     # daemon's cache answers repeats across runs.
@@ -170,7 +170,8 @@ def _separate_clip(run: Run, cand: Candidate, row: dict, params: dict, model: st
     for output in job["outputs"]:
         stem = schema.Clip(name=f"{clip.name} {output['kind']}", source_range=source,
                            media_reference=schema.ExternalReference(target_url=Path(output["path"]).as_uri(),
-                                                                    available_range=available))
+                                                                    available_range=available),
+                           effects=[effect.clone() for effect in clip.effects])  # speed, freeze: as its clip
         details = {"engine": "separate", "model": job.get("model", model), "params": params,
                    "job_id": job["job_id"], "stem": output["kind"], "render": output["path"],
                    "source": str(path)}

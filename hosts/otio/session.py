@@ -247,6 +247,38 @@ class Run:
         return result
 
 
+def media_played(clip):
+    """The part of its media a clip plays: its source range, stretched by a constant speed
+    change (LinearTimeWarp: 2.0 plays twice its length), one frame for a freeze frame.
+
+    Raises:
+        ClipProblem: reverse or variable speed (a render of one range cannot follow it).
+    """
+    import math
+
+    from opentimelineio import opentime, schema
+
+    source = source_range(clip)
+    rate, scalar = source.duration.rate, 1.0
+    for effect in clip.effects:
+        if isinstance(effect, schema.LinearTimeWarp):  # FreezeFrame is one, at 0
+            scalar *= effect.time_scalar
+        elif _is_retime(effect):
+            raise ClipProblem("skipped", f"variable speed ({effect.effect_name or effect.name}) is not "
+                                         "supported: render the retimed clip in the editor first")
+    if scalar < 0:
+        raise ClipProblem("skipped", f"it plays in reverse (speed {scalar * 100:g}%), which is not "
+                                     "supported: render the reversed clip in the editor first")
+    frames = max(1, math.ceil(source.duration.value * scalar - 1e-9))
+    return opentime.TimeRange(source.start_time, opentime.RationalTime(frames, rate))
+
+
+def _is_retime(effect) -> bool:
+    """A time effect other than a constant speed (FCP7 Time Remap, FCP X timeMap, ...)."""
+    name = f"{effect.effect_name} {effect.name}".lower().replace(" ", "")
+    return any(word in name for word in ("timeremap", "timemap", "timewarp", "retime", "speedramp"))
+
+
 def _holds(timeline, folder: str, suffix: str) -> bool:
     """Whether ``suffix``'s format writes ``timeline`` (a trial write into ``folder``)."""
     try:

@@ -95,3 +95,42 @@ def test_an_empty_format_from_otios_own_fcp7_writer_is_no_canvas():
     path = CORPUS / "otio_fcp_writer_screening_example.xml"
     timeline = otio.adapters.read_from_file(str(path), adapter_name="fcp_xml")
     assert read_canvas(path, FORMATS[".xml"], timeline) is None
+
+
+SPEED_EDL = """TITLE: SPEED CHANGES
+FCM: NON-DROP FRAME
+
+001  AX       V     C        01:00:00:10 01:00:01:10 00:00:00:00 00:00:00:15
+M2   AX       060.0                01:00:00:10
+* FROM CLIP NAME: fast
+* FROM FILE: {media}
+002  AX       V     C        01:00:01:00 01:00:01:01 00:00:00:15 00:00:00:25
+* FROM CLIP NAME: still
+* FROM FILE: {media}
+* FREEZE FRAME
+003  AX       V     C        01:00:02:00 01:00:02:10 00:00:00:25 00:00:01:15
+M2   AX       -015.0                01:00:02:00
+* FROM CLIP NAME: back
+* FROM FILE: {media}
+"""
+
+
+def test_retimed_clips_get_media_for_what_they_play(served, tmp_path):
+    """2x plays twice its length of media, a freeze one frame; reverse is said, not guessed."""
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    source = folder / "speed.edl"
+    source.write_text(SPEED_EDL.format(media=served.files.a))
+    code, result = served.otio("reframe", source, "-o", folder / "out.otio", "--handles", "0", "--aspect", "1:1",
+                               "--follow", "center")
+    assert code == 0, result
+    rows = {row["name"]: row for row in result["clips"]}
+    assert rows["fast"]["status"] == "done" and rows["fast"]["range"]["frames"] == 30  # 15 frames at 2x
+    assert rows["fast"]["range"]["start"] == round(10 / RATE, 6)
+    assert rows["still"]["status"] == "done" and rows["still"]["range"]["frames"] == 1
+    assert rows["back"]["status"] == "skipped" and "reverse" in rows["back"]["reason"]
+    before, after = read_back(source), read_back(folder / "out.otio")
+    assert [row[3] for row in layout(after)] == [row[3] for row in layout(before)]  # 15, 10, 20 frames
+    fast = next(c for c in after.find_clips() if c.name == "fast")
+    assert fast.effects[0].time_scalar == 2.0
+    assert fast.media_reference.available_range.duration.value == 30  # the render covers what it plays
