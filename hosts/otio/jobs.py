@@ -40,7 +40,7 @@ def reframe(client, opts: Options, aspect: str = "9:16", follow: str = "auto", p
 
 def _reframe_clip(run: Run, cand: Candidate, row: dict, aspect: str, follow: str):
     """One clip: render its used range plus handles; returns its media's frame size."""
-    ref, path = run.media_for(cand)
+    ref, path = run.media_for(cand, row)
     clip, source = cand.clip, source_range(cand.clip)
     info = probe(path)
     fps, frames, warnings = _frame_rate(info, source)
@@ -161,7 +161,7 @@ def _separate_clip(run: Run, cand: Candidate, row: dict, params: dict, model: st
     """One clip: its stems become clips at its timeline place (tracks are added after all clips)."""
     from opentimelineio import schema
 
-    ref, path = run.media_for(cand)
+    ref, path = run.media_for(cand, row)
     clip, source = cand.clip, source_range(cand.clip)
     job = run.job("separate", {"audio": str(path)}, params, row, model, expect=_expected_stems(params))
     available = _audio_range(run, ref, path, source)
@@ -222,7 +222,7 @@ def _master_clip(run: Run, cand: Candidate, row: dict, params: dict) -> None:
     """One clip: it plays its mastered file, the original kept beside it."""
     from opentimelineio import schema
 
-    ref, path = run.media_for(cand)
+    ref, path = run.media_for(cand, row)
     clip, source = cand.clip, source_range(cand.clip)
     job = run.job("master", {"audio": str(path)}, params, row, expect=("mastered",))
     mastered = output_of(job, "mastered")

@@ -18,8 +18,8 @@ from typing import Callable
 from bridge.client import BridgeError, Unavailable
 
 from .formats import META, TimelineError, declare_canvas, format_for, metadata_branch, writer_losses
-from .timeline import (Candidate, fill_available_ranges, read_document, relink, resolve_media, select_clips,
-                       write_timeline)
+from .timeline import (Candidate, MediaIndex, fill_available_ranges, read_document, relink, relink_by_name,
+                       resolve_media, select_clips, write_timeline)
 
 MARKER_COLOR = "PURPLE"  # the one colour every editor format reads back unchanged
 
@@ -76,6 +76,7 @@ class Run:
         self.notes = list(self.doc.notes)
         self.search = tuple(Path(p).expanduser().absolute() for p in opts.search_paths)
         relink(self.timeline, self.doc.base_dir, self.search)
+        self.relinked = relink_by_name(self.timeline, MediaIndex(self.search)) if self.search else {}
         fill_available_ranges(self.timeline, self.doc.fmt)
         self.rows: list[dict] = []
         self._jobs: dict[str, dict] = {}
@@ -156,7 +157,7 @@ class Run:
             except TimelineError as exc:  # e.g. the clip lies outside its media
                 row.update(status="failed", reason=exc.message)
 
-    def media_for(self, cand: Candidate):
+    def media_for(self, cand: Candidate, row: dict):
         """The clip's active media reference and its file.
 
         Raises:
@@ -164,13 +165,15 @@ class Run:
         """
         import opentimelineio as otio
 
-        ref = cand.clip.media_reference
+        ref, relinked = cand.clip.media_reference, self.relinked.get(id(cand.clip), "")
         if isinstance(ref, otio.schema.MissingReference) or ref is None:
-            raise ClipProblem("skipped", "no media reference (MissingReference): the clip is offline; "
-                                         "relink it in the editor")
+            hint = relinked or "add --search-path DIR to find it by clip or reel name, or relink it in the editor"
+            raise ClipProblem("skipped", f"no media reference (the timeline names no file): {hint}")
         if not isinstance(ref, otio.schema.ExternalReference):
             raise ClipProblem("skipped", f"its media is a {ref.schema_name()} "
                                          f"({getattr(ref, 'generator_kind', '') or 'not a file'}), not a file")
+        if relinked:
+            row["relinked"] = relinked
         path, tried = resolve_media(ref.target_url, self.doc.base_dir, self.search)
         if path is None:
             name = Path(ref.target_url.replace("\\", "/")).name

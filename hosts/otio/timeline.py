@@ -254,6 +254,74 @@ def resolve_media(url: str, base_dir: Path, search_paths=()) -> tuple[Path | Non
     return None, tried
 
 
+# What a file found by a clip's name or reel may be (not sidecars, proxies' XML, ...).
+MEDIA_SUFFIXES = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".mpg", ".dv",
+                  ".r3d", ".braw", ".wav", ".aif", ".aiff", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".bwf"}
+
+
+class MediaIndex:
+    """Media files under the search paths by lower-cased name and stem (walked once)."""
+
+    def __init__(self, search_paths=()):
+        self.by_name: dict[str, list[Path]] = {}
+        self.by_stem: dict[str, list[Path]] = {}
+        for folder in search_paths:
+            for path in sorted(Path(folder).rglob("*")):
+                if path.suffix.lower() in MEDIA_SUFFIXES and path.is_file():
+                    self.by_name.setdefault(path.name.lower(), []).append(path.resolve())
+                    self.by_stem.setdefault(path.stem.lower(), []).append(path.resolve())
+
+    def find(self, names) -> tuple[list[Path], str]:
+        """Files for the first of ``names`` (clip name, reel, ...) that matches any: by
+        file name, else by name without suffix. Returns (files, the name matched)."""
+        for name in filter(None, (str(n).strip() for n in names)):
+            hits = self.by_name.get(name.lower()) or self.by_stem.get(name.lower()) \
+                or self.by_stem.get(Path(name).stem.lower())
+            if hits:
+                return sorted(set(hits)), name
+        return [], ""
+
+
+def names_of(clip) -> list[tuple[str, str]]:
+    """What an offline clip may be found by: (how, name): its clip name, its reel, its file name."""
+    cmx = clip.metadata.get("cmx_3600") if hasattr(clip.metadata, "get") else None
+    reel = cmx.get("reel", "") if hasattr(cmx, "get") else ""
+    rows = [("clip name", clip.name or "")] + ([("reel", reel)] if reel else [])
+    ref = clip.media_reference
+    if getattr(ref, "name", ""):
+        rows.append(("reference name", ref.name))
+    return rows
+
+
+def relink_by_name(timeline, index: MediaIndex) -> dict[int, str]:
+    """Give clips with no media (MissingReference: EDLs that name a clip or reel, not a
+    file) the one file under the search paths with that name.
+
+    Returns:
+        {id(clip): why} for every clip tried: how it was found, or why not
+        (nothing found, or several files with the name).
+    """
+    from opentimelineio import schema
+
+    outcome = {}
+    for clip in timeline.find_clips():
+        if not isinstance(clip.media_reference, schema.MissingReference):
+            continue
+        tried = names_of(clip)
+        hits, matched = index.find(name for _, name in tried)
+        how = next((h for h, name in tried if name == matched), "")
+        if len(hits) == 1:
+            clip.media_reference = schema.ExternalReference(target_url=hits[0].as_uri())
+            outcome[id(clip)] = f"relinked by {how} '{matched}' to {hits[0]}"
+        elif hits:
+            outcome[id(clip)] = (f"{len(hits)} files match its {how} '{matched}': "
+                                 f"{', '.join(map(str, hits[:4]))}; keep one, or relink it in the editor")
+        else:
+            looked = ", ".join(f"{h} '{n}'" for h, n in tried if n)
+            outcome[id(clip)] = f"no file under the search paths matches its {looked or 'name (it has none)'}"
+    return outcome
+
+
 def relink(timeline, base_dir: Path, search_paths=()) -> int:
     """Point every media reference whose file is found at its absolute file:// URL.
 

@@ -134,3 +134,42 @@ def test_retimed_clips_get_media_for_what_they_play(served, tmp_path):
     fast = next(c for c in after.find_clips() if c.name == "fast")
     assert fast.effects[0].time_scalar == 2.0
     assert fast.media_reference.available_range.duration.value == 30  # the render covers what it plays
+
+
+NAMES_EDL = """TITLE: NAMES ONLY
+FCM: NON-DROP FRAME
+
+001  VERSE    A     C        00:00:00:00 00:00:01:00 00:00:00:00 00:00:01:00
+* FROM CLIP NAME: verse take 2.wav
+002  DRUMS    A     C        00:00:00:00 00:00:01:00 00:00:01:00 00:00:02:00
+003  DUP      A     C        00:00:00:00 00:00:01:00 00:00:02:00 00:00:03:00
+* FROM CLIP NAME: dup
+004  GONE     A     C        00:00:00:00 00:00:01:00 00:00:03:00 00:00:04:00
+* FROM CLIP NAME: gone
+"""
+
+
+def test_clips_named_by_clip_or_reel_are_relinked_under_search_paths(served, tmp_path):
+    """Avid-style EDLs name clips and reels, not files: found by name, or said why not."""
+    from tests.conftest import write_tone
+
+    folder = served.media / tmp_path.name
+    (folder / "cards" / "a").mkdir(parents=True)
+    (folder / "cards" / "b").mkdir()
+    for path in ("cards/a/verse take 2.wav", "cards/b/DRUMS.wav", "cards/a/dup.wav", "cards/b/dup.WAV"):
+        write_tone(folder / path, seconds=2.0)
+    (folder / "cards" / "gone.xml").write_text("<not media/>")  # a name match that is not media
+    source = folder / "names.edl"
+    source.write_text(NAMES_EDL)
+    code, result = served.otio("master", source, "-o", folder / "out.otio", "--search-path", folder / "cards")
+    assert code == 0, result
+    rows = {row["name"]: row for row in result["clips"]}
+    assert rows["verse take 2.wav"]["status"] == "done"
+    assert "by clip name 'verse take 2.wav'" in rows["verse take 2.wav"]["relinked"]
+    drums = next(row for name, row in rows.items() if "DRUMS" in row.get("relinked", ""))
+    assert drums["status"] == "done" and "by reel 'DRUMS'" in drums["relinked"]
+    assert rows["dup"]["status"] == "skipped" and "2 files match its clip name 'dup'" in rows["dup"]["reason"]
+    assert rows["gone"]["status"] == "skipped" and "no file under the search paths" in rows["gone"]["reason"]
+    verse = next(c for c in read_back(folder / "out.otio").find_clips() if c.name == "verse take 2.wav")
+    original = otio.url_utils.filepath_from_url(verse.media_references()["original"].target_url)
+    assert original == str(folder / "cards" / "a" / "verse take 2.wav")  # the relinked file, kept
