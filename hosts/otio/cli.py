@@ -31,9 +31,10 @@ def add_otio_command(sub, common: argparse.ArgumentParser, handler) -> argparse.
     shared.add_argument("--search-path", action="append", default=[], metavar="DIR",
                         help="look for media not found where the timeline says by file name under DIR "
                              "(repeatable)")
-    shared.add_argument("--rate", type=_rate, default="30",
+    shared.add_argument("--rate", type=_rate, default=None,
                         help="frame rate to read an EDL at, as editors type it: 23.976, 25, 29.97, "
-                             "30000/1001, ... (EDLs store none; default 30; drop-frame comes from the EDL)")
+                             "30000/1001, ... (EDLs store none; default: the first of 30, 24, 25, 29.97, "
+                             "23.976, 50, 59.94, 60 it reads at; drop-frame comes from the EDL)")
     shared.add_argument("--track", action="append", default=[], metavar="NAME|INDEX",
                         help="only clips on this track: its name, V2/A1, or 1-based index (repeatable)")
     shared.add_argument("--name", action="append", default=[], metavar="GLOB",

@@ -32,7 +32,7 @@ class Options:
     output: Path
     media_dir: Path | None = None
     search_paths: tuple = ()
-    rate: Fraction = Fraction(30)  # EDLs: exact (30000/1001, not 29.97)
+    rate: Fraction | None = None  # EDLs: exact (30000/1001, not 29.97); None: found by reading
     tracks: tuple = ()
     names: tuple = ()
     markers: tuple = ()
@@ -168,7 +168,8 @@ class Run:
         ref, relinked = cand.clip.media_reference, self.relinked.get(id(cand.clip), "")
         if isinstance(ref, otio.schema.MissingReference) or ref is None:
             hint = relinked or "add --search-path DIR to find it by clip or reel name, or relink it in the editor"
-            raise ClipProblem("skipped", f"no media reference (the timeline names no file): {hint}")
+            raise ClipProblem("skipped", "no media reference (MissingReference: the timeline names no file): "
+                                         + hint)
         if not isinstance(ref, otio.schema.ExternalReference):
             raise ClipProblem("skipped", f"its media is a {ref.schema_name()} "
                                          f"({getattr(ref, 'generator_kind', '') or 'not a file'}), not a file")

@@ -14,6 +14,7 @@ import fnmatch
 import os
 import tempfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 from .formats import (Format, TimelineError, edl_drop_frame, format_for, patch_written, prepare_for_writing, quiet,
@@ -33,12 +34,13 @@ class Document:
     notes: list[str] = field(default_factory=list)
 
 
-def read_document(path: Path, rate=30, extract_dir=None) -> Document:
+def read_document(path: Path, rate=None, extract_dir=None) -> Document:
     """Read ``path`` with the adapter its suffix names.
 
     Args:
         rate: frame rate for formats that do not store one (EDL): a number or
-            Fraction, taken exactly (29.97 is 30000/1001).
+            Fraction, taken exactly (29.97 is 30000/1001); None: the first of
+            the usual rates the EDL reads at (see ``read_edl``).
         extract_dir: callable returning a fresh folder to unpack a .otioz
             bundle's media into (the daemon must be able to read it).
 
@@ -50,11 +52,10 @@ def read_document(path: Path, rate=30, extract_dir=None) -> Document:
     fmt = format_for(path)
     if not fcpx.document_path(path).is_file():
         raise TimelineError(f"timeline '{path}' does not exist", code="not_found")
-    kwargs, notes, base_dir, text = {}, [], path.parent, None
     if fmt.adapter == "cmx_3600":
-        text, rate, notes = edl_drop_frame(_text_of(path), exact(rate))
-        kwargs["rate"] = float(rate)
-        notes.append(f"EDL read at {label(rate)} fps (EDLs store no rate; set it with --rate)")
+        result, notes = read_edl(path, rate)
+        return Document(path, fmt, _one_timeline(result, path, notes), path.parent, notes)
+    kwargs, notes, base_dir = {}, [], path.parent
     if fmt.adapter == "otioz" and extract_dir is not None:
         base_dir = Path(extract_dir())
         kwargs["extract_to_directory"] = str(base_dir)
@@ -63,15 +64,82 @@ def read_document(path: Path, rate=30, extract_dir=None) -> Document:
         with quiet():
             if fmt.adapter == "fcpx_xml":  # media-rep, exact NTSC rates, bundles: see fcpx.py
                 result = fcpx.read(_text_of(fcpx.document_path(path)))
-            elif text is not None:
-                result = otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
             else:
                 result = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **kwargs)
     except Exception as exc:  # adapters raise anything from ValueError to their own parse errors
-        hint = f" (read at {label(rate)} fps; is --rate right?)" if fmt.adapter == "cmx_3600" else ""
         raise TimelineError(f"cannot read '{path.name}' as {fmt.label} (OpenTimelineIO adapter "
-                            f"{fmt.adapter}): {type(exc).__name__}: {exc}{hint}") from None
+                            f"{fmt.adapter}): {type(exc).__name__}: {exc}") from None
     return Document(path, fmt, _one_timeline(result, path, notes), base_dir, notes)
+
+
+# Rates an EDL is tried at when none is given, most common first (EDLs store none).
+EDL_RATES = (30, 24, 25, Fraction(30000, 1001), Fraction(24000, 1001), 50, Fraction(60000, 1001), 60)
+
+
+def read_edl(path: Path, rate=None):
+    """An EDL at ``rate``, or at the first of EDL_RATES it reads at cleanly.
+
+    An EDL whose record times overlap or disagree with its sources at every rate
+    (common in hand-edited lists) is read, as a last resort, with OpenTimelineIO
+    placing events by their source durations, and a note says so. A rate given
+    that does not fit while another does is an error naming the one that fits.
+
+    Returns:
+        (what the adapter read, notes).
+
+    Raises:
+        TimelineError: it cannot be read at the rate given, or at any rate tried.
+    """
+    text = _text_of(path)
+    rates = [exact(rate)] if rate is not None else [Fraction(r) for r in EDL_RATES]
+    failures: list[str] = []
+    found = _first_reading(text, rates, False, failures)
+    if found is None and rate is not None:
+        others = [Fraction(r) for r in EDL_RATES if Fraction(r) != exact(rate)]
+        fits = _first_reading(text, others, False, [])
+        if fits is not None:
+            raise TimelineError(f"cannot read '{path.name}' as CMX 3600 EDL at {label(rate)} fps: "
+                                f"{failures[0]}; it reads at {label(fits[2])} fps: give --rate {label(fits[2])}",
+                                code="invalid_argument")
+    lenient = found is None
+    found = found or _first_reading(text, rates, True, failures)
+    if found is None:
+        shown = "; ".join(dict.fromkeys(failures))
+        raise TimelineError(f"cannot read '{path.name}' as CMX 3600 EDL (OpenTimelineIO adapter cmx_3600): "
+                            f"{shown[:1500]}; if it is at another rate, give it with --rate")
+    result, notes, used = found
+    how = "as asked" if rate is not None else "the first usual rate it reads at"
+    notes.append(f"EDL read at {label(used)} fps ({how}; EDLs store no rate: set it with --rate)")
+    if lenient:
+        notes.append("its record times overlap or disagree with its source times: events were placed "
+                     "by their source durations; check the cut against the editor's")
+    return result, notes
+
+
+def _first_reading(text: str, rates, lenient: bool, failures: list[str]):
+    """(result, notes, rate) of the first of ``rates`` the EDL reads at, or None; why
+    each failed is added to ``failures``."""
+    import opentimelineio as otio
+
+    tried = set()
+    for candidate in rates:
+        try:
+            marked, used, notes = edl_drop_frame(text, candidate)
+        except TimelineError as exc:
+            failures.append(f"at {label(candidate)} fps: {exc.message}")
+            continue
+        if used in tried:  # a drop-frame EDL reads 30 as 29.97
+            continue
+        tried.add(used)
+        try:
+            with quiet():
+                result = otio.adapters.read_from_string(marked, adapter_name="cmx_3600", rate=float(used),
+                                                        ignore_timecode_mismatch=lenient)
+        except Exception as exc:  # the adapter's EDLParseError, ValueError on a bad timecode, ...
+            failures.append(f"at {label(used)} fps: {type(exc).__name__}: {exc}")
+            continue
+        return result, notes, used
+    return None
 
 
 def _text_of(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import opentimelineio as otio
 import pytest
 
@@ -99,12 +101,20 @@ def test_render_window_adds_handles_inside_the_file():
     assert caught.value.code == "out_of_range"
 
 
+def test_an_edl_without_a_rate_is_read_at_the_first_usual_rate_it_fits():
+    """OTIO's screening example (corpus) is a 24 fps list: at 30 its source and record
+    durations disagree, so it is read at 24 and the note says so."""
+    doc = read_document(Path(__file__).with_name("corpus") / "screening_example.edl")
+    assert "EDL read at 24 fps (the first usual rate it reads at" in doc.notes[-1]
+    assert len(list(doc.timeline.find_clips())) == 9
+
+
 def test_reading_names_the_format_and_notes_what_it_assumed(files, tmp_path):
     edl = tmp_path / "cut.edl"
     write_timeline(otio.schema.Timeline(tracks=[av_timeline(files).tracks[0].clone()]), edl)
     doc = read_document(edl, rate=30)
     assert doc.fmt.adapter == "cmx_3600" and "EDL read at 30 fps" in doc.notes[0]
-    with pytest.raises(TimelineError, match="read at 25 fps; is --rate right"):
+    with pytest.raises(TimelineError, match="at 25 fps: .* it reads at 30 fps: give --rate 30"):
         read_document(edl, rate=25)
     with pytest.raises(TimelineError, match="does not exist") as caught:
         read_document(tmp_path / "nope.otio")
