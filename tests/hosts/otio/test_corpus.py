@@ -60,3 +60,43 @@ def test_every_command_says_what_became_of_every_clip(served, tmp_path, source):
                 else otio_cli(served, action, source, "-o", out)
             check_result(code, result, source)
     assert list(folder.iterdir()) == []  # no media: nothing processed, nothing written
+
+
+def _malformed(folder: Path) -> list[Path]:
+    """Broken files of every format: empty, cut in half, XML without a sequence, only gaps."""
+    made = []
+    for suffix in (".xml", ".fcpxml", ".edl", ".kdenlive", ".otio"):
+        made.append(folder / f"empty{suffix}")
+        made[-1].write_bytes(b"")
+    for name in ("premiere_example.xml", "29.97d.fcpxml", "avid_example.edl",
+                 "kdenlive_example_v240770.kdenlive", "nested_example.otio"):
+        data = (CORPUS / name).read_bytes()
+        made.append(folder / f"half-{name}")
+        made[-1].write_bytes(data[:len(data) // 2])
+    made.append(folder / "no-sequence.xml")
+    made[-1].write_text('<?xml version="1.0"?>\n<!DOCTYPE xmeml>\n<xmeml version="5"><project><name>x</name>'
+                        "<children/></project></xmeml>\n")
+    made.append(folder / "no-project.fcpxml")
+    made[-1].write_text('<?xml version="1.0"?>\n<fcpxml version="1.10"><resources/></fcpxml>\n')
+    made.append(folder / "binary.edl")
+    made[-1].write_bytes(bytes(range(256)) * 4)
+    import opentimelineio as otio
+
+    gaps = otio.schema.Timeline(name="only gaps")
+    gap = otio.schema.Gap(duration=otio.opentime.RationalTime(48, 24))
+    gaps.tracks.append(otio.schema.Track(name="V1", children=[gap]))
+    made.append(folder / "only-gaps.otio")
+    otio.adapters.write_to_file(gaps, str(made[-1]))
+    return made
+
+
+def test_malformed_timelines_are_clear_errors(served, tmp_path):
+    folder = served.media / tmp_path.name
+    (folder / "in").mkdir(parents=True)
+    for source in _malformed(folder / "in"):
+        for action in ("reframe", "master"):
+            code, result = otio_cli(served, action, source, "-o", folder / f"{action}.otio")
+            assert code == 1, (source.name, result)
+            check_result(code, result, source)
+            assert result["error"]["message"], result
+    assert sorted(p.name for p in folder.iterdir()) == ["in"]  # nothing written
