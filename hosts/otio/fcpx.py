@@ -13,6 +13,8 @@ what it lacks is added around it here:
   nearest frame.
 - Bundles: FCPXML 1.10 and later may be a ``.fcpxmld`` folder holding
   ``Info.fcpxml``; it is read from there.
+- Writing: the adapter's writer looks frame durations up by ``int(rate)`` and
+  so cannot write 29.97 or 23.976 at all; ``write`` gives it exact ones.
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ def read(text: str):
     reader = _exact_reader(upstream)(ET.tostring(root, encoding="unicode"))
     with _exact_times(upstream):
         return reader.to_otio()
+
+
+def write(timeline) -> str:
+    """FCPXML text for ``timeline`` through the adapter's writer, at exact rates.
+
+    The adapter looks frame durations up by ``int(rate)`` (29 for 29.97: not
+    found, so it cannot write an NTSC timeline at all) and counts offsets at
+    integer rates; here both are exact.
+    """
+    from otio_fcpx_xml_adapter import fcpx_xml as upstream
+
+    writer = _exact_writer(upstream)(timeline)
+    with _exact_times(upstream):
+        return writer.to_xml()
+
+
+def frame_duration(rate: float) -> str:
+    """An FCPXML ``frameDuration`` for ``rate`` fps: "1001/30000s" for 29.97, "1/25s", ..."""
+    from .rates import exact
+
+    duration = 1 / exact(rate)
+    return f"{duration.numerator}/{duration.denominator}s"
 
 
 def media_from_reps(root) -> int:
@@ -91,6 +115,29 @@ def _exact_reader(upstream):
             return round(seconds(time_value) * Fraction(self._format_frame_rate(format_id)))
 
     return ExactFcpxXml
+
+
+def _exact_writer(upstream):
+    class ExactFcpxOtio(upstream.FcpxOtio):
+        """The adapter's writer, with formats and offsets at the exact rate."""
+
+        @staticmethod
+        def _framerate_to_frame_duration(framerate):
+            return frame_duration(framerate)
+
+        def _frame_rate_from_element(self, element, default_format_id):
+            """The rate of the format ``element`` is in (the adapter's lookup, not int()-ed)."""
+            format_id = default_format_id
+            if element.tag == "ref-clip":
+                format_id = self._media_by_id(element.get("ref")).find("./sequence").get("format")
+            elif element.tag in ("clip", "asset-clip"):
+                holder = element if element.tag == "asset-clip" else \
+                    element.find("./gap/audio") if element.find("./gap") is not None else element.find("./video")
+                format_id = self._asset_by_id(holder.get("ref")).get("format")
+            found = self.resource_element.find(f"./format[@id='{format_id}']")
+            return frame_rate(found.get("frameDuration") if found is not None else None) or 25.0
+
+    return ExactFcpxOtio
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .formats import DEFAULT_CANVAS, canvas_for, parse_aspect, read_canvas
 from .probe import probe
-from .session import Options, Run, attach, media_played, note_on, output_of, source_range
+from .session import ClipProblem, Options, Run, attach, media_played, note_on, output_of, source_range
 from .timeline import Candidate, media_origin, render_window
 
 __all__ = ["Options", "reframe", "separate", "master"]
@@ -135,6 +135,30 @@ def _audio_range(run: Run, ref, path: Path, source):
     return opentime.TimeRange(origin, opentime.RationalTime(round(seconds * rate), rate))
 
 
+def _check_audio_covers(run: Run, ref, path: Path, clip) -> None:
+    """Refuse a clip that plays past either end of its file: its result (as long as the
+    file) would leave it pointing at nothing.
+
+    Raises:
+        ClipProblem: the clip's media time lies outside the file.
+    """
+    info = probe(path)
+    if info is None or not info.duration:
+        return  # the daemon says what is wrong with the file
+    try:
+        played = media_played(clip)
+    except ClipProblem:  # reverse or variable speed: a result of the whole file still serves it
+        played = source_range(clip)
+    rate = played.start_time.rate
+    origin = media_origin(run.doc.fmt, ref, rate, info.timecode, played.start_time)
+    first = (played.start_time - origin).to_seconds()
+    end = first + played.duration.to_seconds()
+    if first < -0.5 / rate or end > info.duration + 1.0 / rate:
+        raise ClipProblem("failed", f"the clip plays {first:.3f}..{end:.3f} s of its media but '{path.name}' "
+                                    f"has 0..{info.duration:.3f} s: the timeline's timecode or length and the "
+                                    "file disagree (is it the file the editor used?)")
+
+
 def separate(client, opts: Options, stems: str | None = None, two_stems: str | None = None,
              model: str = "", progress=None) -> dict:
     """Split every selected audio clip; each stem lands on a new audio track under its clip."""
@@ -163,6 +187,7 @@ def _separate_clip(run: Run, cand: Candidate, row: dict, params: dict, model: st
 
     ref, path = run.media_for(cand, row)
     clip, source = cand.clip, source_range(cand.clip)
+    _check_audio_covers(run, ref, path, clip)
     job = run.job("separate", {"audio": str(path)}, params, row, model, expect=_expected_stems(params))
     available = _audio_range(run, ref, path, source)
     at = cand.clip.transformed_time_range(cand.clip.trimmed_range(), cand.track)
@@ -224,6 +249,7 @@ def _master_clip(run: Run, cand: Candidate, row: dict, params: dict) -> None:
 
     ref, path = run.media_for(cand, row)
     clip, source = cand.clip, source_range(cand.clip)
+    _check_audio_covers(run, ref, path, clip)
     job = run.job("master", {"audio": str(path)}, params, row, expect=("mastered",))
     mastered = output_of(job, "mastered")
     new = schema.ExternalReference(target_url=Path(mastered).as_uri(),

@@ -191,7 +191,10 @@ def write_timeline(timeline, path: Path, canvas: tuple[int, int] | None = None, 
         kwargs["media_policy"] = MediaReferencePolicy.MissingIfNotFile  # failed clips keep their place
     try:
         with quiet():
-            otio.adapters.write_to_file(prepared, str(tmp), adapter_name=fmt.adapter, **kwargs)
+            if fmt.adapter == "fcpx_xml":  # exact NTSC rates: see fcpx.py
+                tmp.write_text(fcpx.write(prepared), encoding="utf-8")
+            else:
+                otio.adapters.write_to_file(prepared, str(tmp), adapter_name=fmt.adapter, **kwargs)
         patch_written(tmp, fmt, prepared, canvas)
         os.replace(tmp, path)
     except TimelineError:

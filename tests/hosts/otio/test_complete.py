@@ -173,3 +173,23 @@ def test_clips_named_by_clip_or_reel_are_relinked_under_search_paths(served, tmp
     verse = next(c for c in read_back(folder / "out.otio").find_clips() if c.name == "verse take 2.wav")
     original = otio.url_utils.filepath_from_url(verse.media_references()["original"].target_url)
     assert original == str(folder / "cards" / "a" / "verse take 2.wav")  # the relinked file, kept
+
+
+def test_an_audio_clip_past_the_end_of_its_file_fails_before_its_job(served, tmp_path):
+    """The reference claims 10 s; the file has 3: a result would point at nothing."""
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    timeline = otio.schema.Timeline(name="long claim", global_start_time=RT(0, RATE))
+    track = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
+    track.extend([clip("fits", ref(served.files.tone, origin=0, frames=300), 0, 60),
+                  clip("past", ref(served.files.tone, origin=0, frames=300), 60, 90)])
+    timeline.tracks.append(track)
+    source = write_as(timeline, folder / "claim.otio")
+    before = job_count(served)
+    code, result = served.otio("master", source, "-o", folder / "out.otio")
+    assert code == 0, result
+    rows = {row["name"]: row for row in result["clips"]}
+    assert rows["fits"]["status"] == "done"
+    assert rows["past"]["status"] == "failed" and "plays 2.000..5.000 s of its media" in rows["past"]["reason"]
+    assert "has 0..3.000 s" in rows["past"]["reason"]
+    assert job_count(served) == before + 1
