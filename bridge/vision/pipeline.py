@@ -263,8 +263,7 @@ class _Pass:
         if self._source_timecode and self._shift:
             # The render's timecode is its first frame's: the source's, that many frames on.
             begin = float(self.vin.start_time * self.vin.time_base) if self.vin.start_time else 0.0
-            self.out.timecode = _advance(self._source_timecode, self._shift - begin,
-                                         self.vin.average_rate or self.fps)
+            self.out.timecode = _advance(self._source_timecode, self._shift - begin, _timecode_rate(self.vin))
         self._frame_bytes = _nbytes(first)
         self.writer = CropWriter(self.dst, self.vin, self.ain, self.target.crop, self.target.size,
                                  self.encoding, self.out.timecode, self._shift)
@@ -486,7 +485,18 @@ def _rel(frame, shift: float) -> float | None:
     return None if time is None else round(time - shift, 6)
 
 
-def _advance(timecode: str, seconds: float, rate) -> str:
+def _timecode_rate(stream) -> float:
+    """The rate a stream's timecode counts at: its average rate where that is a SMPTE
+    rate, else its nominal one (a variable-rate file's average is neither), else 0."""
+    from opentimelineio import opentime
+
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and abs(opentime.RationalTime.nearest_valid_timecode_rate(float(rate)) / float(rate) - 1) < 0.001:
+            return float(rate)
+    return 0.0
+
+
+def _advance(timecode: str, seconds: float, rate) -> str | None:
     """``timecode`` moved on by the frames in ``seconds`` at the stream's ``rate``.
 
     Counted at the exact SMPTE rate (29.97 is 30000/1001, which OpenTimelineIO
@@ -497,9 +507,9 @@ def _advance(timecode: str, seconds: float, rate) -> str:
     try:
         tc_rate = opentime.RationalTime.nearest_valid_timecode_rate(float(rate))
         if abs(tc_rate / float(rate) - 1) > 0.001:
-            return timecode  # no SMPTE rate near it (e.g. 12.5 fps): kept as written
+            return None  # no SMPTE rate near it (e.g. 12.5 fps): no timecode rather than a wrong one
         at = opentime.from_timecode(timecode, tc_rate)
         moved = at + opentime.RationalTime(round(seconds * tc_rate), tc_rate)
         return opentime.to_timecode(moved, tc_rate, ";" in timecode)
     except (ValueError, TypeError, ZeroDivisionError):
-        return timecode  # a timecode OTIO cannot parse is kept as written
+        return None  # a timecode OTIO cannot parse: none rather than the source's, which is wrong here

@@ -75,7 +75,7 @@ def media_from_reps(root) -> int:
     for asset in root.iter("asset"):
         if asset.get("src"):
             continue
-        reps = asset.findall("media-rep")
+        reps = [r for r in asset.findall("media-rep") if r.get("kind") != "proxy-media"]  # never a proxy
         rep = next((r for r in reps if r.get("kind") == "original-media"), reps[0] if reps else None)
         if rep is not None and rep.get("src"):
             asset.set("src", rep.get("src"))

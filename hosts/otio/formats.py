@@ -400,9 +400,11 @@ def edl_drop_frame(text: str, rate):
             seen_drop |= drop
         elif drop and _EVENT.match(line):
             line = _TIMECODE.sub(r"\1;\2", line)
+        elif mode.startswith("M2"):  # the adapter reads only ':' here, and only the speed from it
+            line = _TIMECODE.sub(r"\1:\2", line)
         lines.append(line)
     if not seen_drop:
-        return text, rate, []
+        return "".join(lines), rate, []
     ntsc = {Fraction(30): Fraction(30000, 1001), Fraction(60): Fraction(60000, 1001)}
     if rate in ntsc:
         rate = ntsc[rate]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Callable
 
 from bridge.client import BridgeError, Unavailable
 
-from .formats import META, TimelineError, declare_canvas, format_for, metadata_branch, writer_losses
+from .formats import META, TimelineError, declare_canvas, format_for, metadata_branch, url_to_path, writer_losses
+from .rates import exact, label
 from .timeline import (Candidate, MediaIndex, fill_available_ranges, read_document, relink, relink_by_name,
                        resolve_media, select_clips, write_timeline)
 
@@ -71,16 +73,43 @@ class Run:
         _refuse_overwriting_input(self.input, self.output, self.sidecar)
         self.out_fmt = format_for(self.output, write=True)
         self.media_dir = Path(opts.media_dir or self.output.parent / f"{self.output.stem}_media").absolute()
-        self.doc = read_document(self.input, opts.rate, self._extract_dir)
-        self.timeline = self.doc.timeline
-        self.notes = list(self.doc.notes)
-        self.search = tuple(Path(p).expanduser().absolute() for p in opts.search_paths)
-        relink(self.timeline, self.doc.base_dir, self.search)
-        self.relinked = relink_by_name(self.timeline, MediaIndex(self.search)) if self.search else {}
-        fill_available_ranges(self.timeline, self.doc.fmt)
+        self.search = _search_paths(opts.search_paths)
+        self._read(opts.rate)
+        media_rate = self._edl_media_rate() if self.doc.rate is not None and opts.rate is None else None
+        if media_rate is not None and media_rate != self.doc.rate:
+            first = self.doc.rate
+            try:  # EDLs store no rate, and many read at several: their media's rate is the one
+                self._read(media_rate)
+                self.notes.append(f"read at {label(media_rate)} fps, the frame rate of its media (it also "
+                                  f"reads at {label(first)}); set --rate if that is wrong")
+            except TimelineError:
+                self.notes.append(f"its media is {label(media_rate)} fps but the EDL does not read at that "
+                                  f"rate: read at {label(first)}; set --rate if that is wrong")
         self.rows: list[dict] = []
         self._jobs: dict[str, dict] = {}
         self.planning = False  # a dry run: jobs answer with placeholder outputs
+
+    def _read(self, rate) -> None:
+        """Read IN at ``rate`` (EDLs), relink its media and fill in what the media says."""
+        self.doc = read_document(self.input, rate, self._extract_dir)
+        self.timeline = self.doc.timeline
+        self.notes = list(self.doc.notes)
+        relink(self.timeline, self.doc.base_dir, self.search)
+        self.relinked = relink_by_name(self.timeline, MediaIndex(self.search)) if self.search else {}
+        fill_available_ranges(self.timeline, self.doc.fmt)
+
+    def _edl_media_rate(self):
+        """The one frame rate all of an EDL's found video media share, or None."""
+        from .probe import probe
+
+        rates = set()
+        for clip in self.timeline.find_clips():
+            ref = clip.media_reference
+            path = Path(url_to_path(getattr(ref, "target_url", "") or ""))
+            info = probe(path) if path.is_absolute() and path.is_file() else None
+            if info is not None and info.fps:
+                rates.add(exact(info.fps))
+        return rates.pop() if len(rates) == 1 else None
 
     def execute(self, apply: Callable[["Run"], tuple[int, int] | None]) -> dict:
         """Run ``apply`` (which processes the clips and returns the canvas, if any) and write
@@ -156,6 +185,11 @@ class Run:
                 row.update(status=problem.status, reason=problem.reason)
             except TimelineError as exc:  # e.g. the clip lies outside its media
                 row.update(status="failed", reason=exc.message)
+            except Exception as exc:  # OTIO's own errors on an odd clip (e.g. no range anywhere)
+                if not _is_otio_error(exc):
+                    raise
+                row.update(status="failed", reason=f"OpenTimelineIO cannot place this clip: "
+                                                    f"{type(exc).__name__}: {exc}; check its in and out points")
 
     def media_for(self, cand: Candidate, row: dict):
         """The clip's active media reference and its file.
@@ -220,15 +254,16 @@ class Run:
                   "format": self.out_fmt.label, "media_dir": str(self.media_dir), "processed": done,
                   "clips": self.rows}
         if canvas:
-            result["canvas"] = {"width": canvas[0], "height": canvas[1], "stored": bool(self.out_fmt.canvas)}
-            if not self.out_fmt.canvas:
+            result["canvas"] = {"width": canvas[0], "height": canvas[1],
+                                "stored": bool(self.out_fmt.canvas) or self.opts.sidecar_only}
+            if not self.out_fmt.canvas and not self.opts.sidecar_only:
                 self.notes.append(f"{self.out_fmt.label} stores no frame size: set the sequence to "
                                   f"{canvas[0]}x{canvas[1]} in the editor")
             declare_canvas(self.timeline, self.out_fmt, canvas)
-        if not self.out_fmt.all_references:
+        if not self.out_fmt.all_references and not self.opts.sidecar_only:
             self.notes.append(f"{self.out_fmt.label} keeps only the active media of a clip: the "
                               "originals are kept in the sidecar")
-        self.notes += writer_losses(self.timeline, self.out_fmt)
+        self.notes += [] if self.opts.sidecar_only else writer_losses(self.timeline, self.out_fmt)
         result["notes"] = self.notes
         if not done:
             result["error"] = _nothing_done(self.rows, self.action, self.input)
@@ -283,6 +318,26 @@ def _is_retime(effect) -> bool:
     return any(word in name for word in ("timeremap", "timemap", "timewarp", "retime", "speedramp"))
 
 
+def _search_paths(paths) -> tuple[Path, ...]:
+    """--search-path folders, absolute.
+
+    Raises:
+        TimelineError: one is not a folder (a typo would make every clip "not found").
+    """
+    found = tuple(Path(p).expanduser().absolute() for p in paths)
+    missing = [str(p) for p in found if not p.is_dir()]
+    if missing:
+        raise TimelineError(f"--search-path {', '.join(missing)}: no such folder; give folders that hold "
+                            "the media", code="not_found")
+    return found
+
+
+def _is_otio_error(exc: Exception) -> bool:
+    import opentimelineio as otio
+
+    return isinstance(exc, otio.exceptions.OTIOError)
+
+
 def _holds(timeline, folder: str, suffix: str) -> bool:
     """Whether ``suffix``'s format writes ``timeline`` (a trial write into ``folder``)."""
     try:
@@ -294,7 +349,8 @@ def _holds(timeline, folder: str, suffix: str) -> bool:
 
 def _placeholder(engine: str, kinds: tuple[str, ...], media_dir: Path) -> dict:
     """A succeeded job as a dry run sees it: outputs named for their kinds, never written."""
-    outputs = [{"kind": kind, "path": str(media_dir / f"planned.{engine}.{kind}")} for kind in kinds]
+    outputs = [{"kind": kind, "path": str(media_dir / f"planned.{uuid.uuid4().hex}.{engine}.{kind}")}
+               for kind in kinds]  # one file per job and kind, as the real jobs make
     return {"job_id": "planned", "state": "succeeded", "outputs": outputs, "report": {}, "model": ""}
 
 

@@ -32,6 +32,7 @@ class Document:
     timeline: object  # opentimelineio.schema.Timeline
     base_dir: Path
     notes: list[str] = field(default_factory=list)
+    rate: Fraction | None = None  # the rate an EDL was read at
 
 
 def read_document(path: Path, rate=None, extract_dir=None) -> Document:
@@ -53,8 +54,8 @@ def read_document(path: Path, rate=None, extract_dir=None) -> Document:
     if not fcpx.document_path(path).is_file():
         raise TimelineError(f"timeline '{path}' does not exist", code="not_found")
     if fmt.adapter == "cmx_3600":
-        result, notes = read_edl(path, rate)
-        return Document(path, fmt, _one_timeline(result, path, notes), path.parent, notes)
+        result, notes, used = read_edl(path, rate)
+        return Document(path, fmt, _one_timeline(result, path, notes), path.parent, notes, used)
     kwargs, notes, base_dir = {}, [], path.parent
     if fmt.adapter == "otioz" and extract_dir is not None:
         base_dir = Path(extract_dir())
@@ -85,7 +86,7 @@ def read_edl(path: Path, rate=None):
     that does not fit while another does is an error naming the one that fits.
 
     Returns:
-        (what the adapter read, notes).
+        (what the adapter read, notes, the rate used).
 
     Raises:
         TimelineError: it cannot be read at the rate given, or at any rate tried.
@@ -108,12 +109,13 @@ def read_edl(path: Path, rate=None):
         raise TimelineError(f"cannot read '{path.name}' as CMX 3600 EDL (OpenTimelineIO adapter cmx_3600): "
                             f"{shown[:1500]}; if it is at another rate, give it with --rate")
     result, notes, used = found
-    how = "as asked" if rate is not None else "the first usual rate it reads at"
+    how = "the first usual rate it reads at" if rate is None else "as asked" if used == exact(rate) else \
+        f"--rate {label(rate)} taken as {label(used)}: drop-frame timecode exists only there"
     notes.append(f"EDL read at {label(used)} fps ({how}; EDLs store no rate: set it with --rate)")
     if lenient:
         notes.append("its record times overlap or disagree with its source times: events were placed "
                      "by their source durations; check the cut against the editor's")
-    return result, notes
+    return result, notes, used
 
 
 def _first_reading(text: str, rates, lenient: bool, failures: list[str]):
@@ -179,7 +181,11 @@ def write_timeline(timeline, path: Path, canvas: tuple[int, int] | None = None, 
     import opentimelineio as otio
 
     fmt = format_for(path, write=True)
-    prepared = prepare_for_writing(timeline, fmt)
+    try:
+        prepared = prepare_for_writing(timeline, fmt)
+    except Exception as exc:  # OTIO errors on a timeline it cannot measure (clips with no range)
+        raise TimelineError(f"cannot write '{shown_as or path.name}' as {fmt.label}: {type(exc).__name__}: "
+                            f"{exc}; give every clip in and out points, or write .otio") from None
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -280,7 +286,10 @@ def _has_marker(timeline, track, clip, patterns) -> bool:
 
     if any(hit(m) for m in clip.markers):
         return True
-    span = clip.transformed_time_range(clip.trimmed_range(), track)
+    try:
+        span = clip.transformed_time_range(clip.trimmed_range(), track)
+    except Exception:  # no range to place it by (no source range, media of unknown length)
+        return False
     return any(hit(m) and _overlaps(m.marked_range, span) for m in timeline.tracks.markers)
 
 
@@ -326,8 +335,10 @@ def resolve_media(url: str, base_dir: Path, search_paths=()) -> tuple[Path | Non
 
 
 # What a file found by a clip's name or reel may be (not sidecars, proxies' XML, ...).
-MEDIA_SUFFIXES = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".mpg", ".dv",
-                  ".r3d", ".braw", ".wav", ".aif", ".aiff", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".bwf"}
+VIDEO_SUFFIXES = {".mov", ".mp4", ".m4v", ".mxf", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".mpg", ".dv",
+                  ".r3d", ".braw"}
+AUDIO_SUFFIXES = {".wav", ".aif", ".aiff", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".bwf"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES
 
 
 class MediaIndex:
@@ -342,22 +353,41 @@ class MediaIndex:
                     self.by_name.setdefault(path.name.lower(), []).append(path.resolve())
                     self.by_stem.setdefault(path.stem.lower(), []).append(path.resolve())
 
-    def find(self, names) -> tuple[list[Path], str]:
+    def find(self, names, kind: str = "Video") -> tuple[list[Path], str]:
         """Files for the first of ``names`` (clip name, reel, ...) that matches any: by
-        file name, else by name without suffix. Returns (files, the name matched)."""
+        file name, else by name without a media suffix. A video clip takes only video
+        files; an audio clip prefers audio files to videos of the same name.
+        Returns (files, the name matched)."""
         for name in filter(None, (str(n).strip() for n in names)):
-            hits = self.by_name.get(name.lower()) or self.by_stem.get(name.lower()) \
-                or self.by_stem.get(Path(name).stem.lower())
+            bare = name[:-len(Path(name).suffix)] if Path(name).suffix.lower() in MEDIA_SUFFIXES else name
+            hits = self.by_name.get(name.lower()) or self.by_stem.get(bare.lower()) or []
+            hits = _of_kind(sorted(set(hits)), kind)
             if hits:
-                return sorted(set(hits)), name
+                return hits, name
         return [], ""
 
 
+def _of_kind(paths: list[Path], kind: str) -> list[Path]:
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
+    if kind != "Audio":
+        return videos
+    return [p for p in paths if p.suffix.lower() in AUDIO_SUFFIXES] or videos
+
+
+def _kind_of(clip) -> str:
+    parent = clip.parent()
+    while parent is not None and parent.schema_name() != "Track":
+        parent = parent.parent()
+    return "Audio" if parent is not None and parent.kind == "Audio" else "Video"
+
+
 def names_of(clip) -> list[tuple[str, str]]:
-    """What an offline clip may be found by: (how, name): its clip name, its reel, its file name."""
+    """What an offline clip may be found by: (how, name): its clip name (not the event
+    number an EDL reader names it by when it has none), its reel, its reference's name."""
     cmx = clip.metadata.get("cmx_3600") if hasattr(clip.metadata, "get") else None
     reel = cmx.get("reel", "") if hasattr(cmx, "get") else ""
-    rows = [("clip name", clip.name or "")] + ([("reel", reel)] if reel else [])
+    name = clip.name or ""
+    rows = ([("clip name", name)] if not name.strip().isdigit() else []) + ([("reel", reel)] if reel else [])
     ref = clip.media_reference
     if getattr(ref, "name", ""):
         rows.append(("reference name", ref.name))
@@ -379,14 +409,15 @@ def relink_by_name(timeline, index: MediaIndex) -> dict[int, str]:
         if not isinstance(clip.media_reference, schema.MissingReference):
             continue
         tried = names_of(clip)
-        hits, matched = index.find(name for _, name in tried)
+        hits, matched = index.find((name for _, name in tried), _kind_of(clip))
         how = next((h for h, name in tried if name == matched), "")
         if len(hits) == 1:
             clip.media_reference = schema.ExternalReference(target_url=hits[0].as_uri())
             outcome[id(clip)] = f"relinked by {how} '{matched}' to {hits[0]}"
         elif hits:
             outcome[id(clip)] = (f"{len(hits)} files match its {how} '{matched}': "
-                                 f"{', '.join(map(str, hits[:4]))}; keep one, or relink it in the editor")
+                                 f"{', '.join(map(str, hits[:4]))}; give a --search-path that holds only "
+                                 "the right one, or relink it in the editor")
         else:
             looked = ", ".join(f"{h} '{n}'" for h, n in tried if n)
             outcome[id(clip)] = f"no file under the search paths matches its {looked or 'name (it has none)'}"

@@ -193,3 +193,24 @@ def test_an_audio_clip_past_the_end_of_its_file_fails_before_its_job(served, tmp
     assert rows["past"]["status"] == "failed" and "plays 2.000..5.000 s of its media" in rows["past"]["reason"]
     assert "has 0..3.000 s" in rows["past"]["reason"]
     assert job_count(served) == before + 1
+
+
+def test_clips_with_no_range_anywhere_are_reasons_not_tracebacks(served, tmp_path):
+    """No source range, and media of unknown length: OTIO cannot place them; each command
+    says so per clip (with --marker too), and the run ends in one JSON error."""
+    from tests.hosts.otio.test_corpus import check_result, otio_cli
+
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    timeline = otio.schema.Timeline(name="unplaced")
+    for kind in (otio.schema.TrackKind.Video, otio.schema.TrackKind.Audio):
+        track = otio.schema.Track(name=kind[0] + "1", kind=kind)
+        track.extend([otio.schema.Clip(name="nowhere", media_reference=otio.schema.ExternalReference(
+            target_url=(folder / "gone.mov").as_uri())), clip("after", ref(served.files.a), 108000, 10)])
+        timeline.tracks.append(track)
+    source = folder / "unplaced.otio"
+    otio.adapters.write_to_file(timeline, str(source))
+    for action in ("reframe", "separate", "master"):
+        for extra in ([], ["--marker", "x"]):
+            code, result = otio_cli(served, action, source, "-o", folder / f"{action}.xml", *extra)
+            check_result(code, result, source)

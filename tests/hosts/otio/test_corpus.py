@@ -34,9 +34,10 @@ def otio_cli(daemon, *args) -> tuple[int, dict]:
 def check_result(code: int, result: dict, source: Path) -> None:
     """One JSON object: an error that names the file, or a row with a reason per clip."""
     assert code in (0, 1), (code, result)
-    if "clips" not in result:  # the timeline itself cannot be read
-        assert result["error"]["code"] in ("bad_timeline", "not_found", "invalid_argument"), result
-        assert source.name in result["error"]["message"], result
+    if "clips" not in result:  # the timeline cannot be read, or OUT's format cannot hold the result
+        error = result["error"]
+        assert error["code"] in ("bad_timeline", "not_found", "invalid_argument", "unsupported_format"), result
+        assert error["code"] == "unsupported_format" or source.name in error["message"], result
         assert "Traceback" not in result["error"]["message"]
         return
     for row in result["clips"]:

@@ -91,3 +91,22 @@ def test_a_drop_frame_edl_is_read_at_2997_with_its_timecode(served, tmp_path):
     row = result["clips"][0]
     assert row["timecode"] == "01:00:59;28" and row["range"]["frames"] == 24, row
     assert ffprobe_timecode(row["render"]) == "01:00:59;28"
+
+
+def test_an_edl_without_a_rate_takes_its_medias(served, tmp_path):
+    """A 25 fps list reads at 30 too (no frame field past 24): the media's 25 decides."""
+    tmp_path = served.media / tmp_path.name
+    tmp_path.mkdir()
+    media = make_video(served.media / "pal.mov", seconds=2.5, size=(320, 180), rate="25",
+                       timecode="01:00:00:00", audio=False)
+    edl = tmp_path / "pal.edl"
+    edl.write_text("TITLE: PAL\nFCM: NON-DROP FRAME\n\n"
+                   "001  PAL      V     C        01:00:00:12 01:00:01:12 00:00:00:00 00:00:01:00\n"
+                   f"* FROM CLIP NAME: shot\n* FROM FILE: {media}\n")
+    code, result = served.otio("reframe", edl, "-o", tmp_path / "out.otio", "--handles", "0",
+                               "--aspect", "1:1", "--follow", "center")
+    assert code == 0, result
+    assert any("read at 25 fps, the frame rate of its media" in note for note in result["notes"]), result["notes"]
+    row = result["clips"][0]
+    assert row["range"] == {"start": 0.48, "duration": 1.0, "frames": 25}, row  # at 30 it was 0.4 s in
+    assert row["timecode"] == "01:00:00:12"
