@@ -165,7 +165,12 @@ class _Pass:
         self.fps = float(self.vin.average_rate or self.vin.guessed_rate or 0) or 25.0
         self.target = target_for(aspect, width, height)
         self.modes = TRACK_MODES[track]
-        self.start, self.end = float(start), float(start) + float(duration) if duration else float("inf")
+        # Ranges count from the first frame; frame times from the stream's zero, which is not
+        # the first frame in MPEG-TS (AVCHD) and other streams with a start time.
+        self._begin = float(self.vin.start_time * self.vin.time_base) if self.vin.start_time else 0.0
+        self.offset = float(start)
+        self.start = self._begin + float(start)
+        self.end = self.start + float(duration) if duration else float("inf")
         scale = max(width, height) / float(ANALYSIS_SIDE) if max(width, height) > ANALYSIS_SIDE else 1.0
         self.analysis_size = (int(round(width / scale)), int(round(height / scale)))
         self.finder = SubjectFinder(scale=width / self.analysis_size[0], modes=self.modes) if self.modes else None
@@ -213,7 +218,7 @@ class _Pass:
             raise MediaError(f"video cannot be decoded after frame {self.count}: {_why(exc)}") from None
         if not self.count:
             raise MediaError("video has no decodable frames in the asked range"
-                             if self.start else "video has no decodable frames (corrupt or empty)")
+                             if self.offset else "video has no decodable frames (corrupt or empty)")
         for cut in self.cuts.finish():
             if cut > self.shot_start:
                 self._close(cut, cut=True)
@@ -226,9 +231,12 @@ class _Pass:
 
     def _seek_to_start(self) -> None:
         """Position the demuxer at the range (the writer opens on the first frame kept)."""
-        if self.start > 0:
+        # Formats without an index (MPEG-TS/PS, raw streams) land mid-GOP when seeking and
+        # then decode nothing: those are read from the start and the frames before skipped.
+        indexed = not set(self.container.format.name.split(",")) & _NO_INDEX
+        if self.offset > 0 and indexed:
             self.container.seek(int(self.start / self.vin.time_base), stream=self.vin, backward=True)
-        self.out.start = self.start
+        self.out.start = self.offset
         self._source_timecode = source_timecode(self.container, self.vin)
         self.out.timecode = self._source_timecode
         self.out.audio = self.ain.codec_context.name if self.ain is not None else None
@@ -259,11 +267,11 @@ class _Pass:
     def _ensure_writer(self, first) -> None:
         if self.writer is not None:
             return
-        self._shift = _time(first) if self.start > 0 and _time(first) is not None else 0.0
+        self._shift = _time(first) if self.offset > 0 and _time(first) is not None else 0.0
         if self._source_timecode and self._shift:
             # The render's timecode is its first frame's: the source's, that many frames on.
-            begin = float(self.vin.start_time * self.vin.time_base) if self.vin.start_time else 0.0
-            self.out.timecode = _advance(self._source_timecode, self._shift - begin, _timecode_rate(self.vin))
+            self.out.timecode = _advance(self._source_timecode, self._shift - self._begin,
+                                         _timecode_rate(self.vin))
         self._frame_bytes = _nbytes(first)
         self.writer = CropWriter(self.dst, self.vin, self.ain, self.target.crop, self.target.size,
                                  self.encoding, self.out.timecode, self._shift)
@@ -369,8 +377,8 @@ class _Pass:
             total = int(float(self.vin.duration * self.vin.time_base) * self.fps)
         if self.end != float("inf"):
             total = int((self.end - self.start) * self.fps)
-        elif self.start:
-            total = max(0, total - int(self.start * self.fps))
+        elif self.offset:
+            total = max(0, total - int(self.offset * self.fps))
         return total
 
     def _note_timing(self) -> None:
@@ -483,6 +491,9 @@ def _time(item) -> float | None:
 def _rel(frame, shift: float) -> float | None:
     time = _time(frame)
     return None if time is None else round(time - shift, 6)
+
+
+_NO_INDEX = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v"}
 
 
 def _timecode_rate(stream) -> float:

@@ -54,3 +54,25 @@ def test_a_range_starts_at_its_own_timecode(tmp_path, rate, timecode, frames, ex
     result = reframe(src, tmp_path / "out.mp4", "1:1", "center", start=round(start, 6), duration=0.5)
     assert result.timecode == expected
     assert _probed_timecode(tmp_path / "out.mp4") == expected
+
+
+def test_a_range_counts_from_the_first_frame_when_the_stream_starts_later(tmp_path):
+    """MPEG-TS (AVCHD cameras) starts its clock at 1.4 s: 1.0 s in is frame 30, not frame 0."""
+    import av
+    import numpy as np
+
+    src = tmp_path / "cam.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=30", "-t", "3",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p", "-qp", "0", str(src)],
+                   check=True)
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        assert stream.start_time * stream.time_base > 1.0  # the case: a stream that does not start at 0
+        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    result = reframe(src, tmp_path / "out.mp4", "16:9", "center", start=1.0, duration=1.0)
+    assert result.start == 1.0
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        out = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    assert len(out) == 30
+    first = min(range(len(frames)), key=lambda i: np.abs(frames[i].astype(int) - out[0]).mean())
+    assert first == 30
