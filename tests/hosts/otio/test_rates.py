@@ -73,19 +73,25 @@ def test_a_render_carries_the_timecode_of_its_range(served, tmp_path, rate, time
     assert otio.opentime.to_timecode(start, start.rate, ";" in timecode) == expected
 
 
+def reframe_one_event_edl(served, tmp_path, rate: str, timecode: str, fcm: str, event: str, *flags) -> dict:
+    """A one-event EDL over a made clip (``rate``, ``timecode``), reframed with no handles."""
+    folder = served.media / tmp_path.name  # results go under the media root
+    folder.mkdir()
+    media = make_video(folder / "shot.mov", seconds=2.5, size=(320, 180), rate=rate, timecode=timecode,
+                       audio=False)
+    edl = folder / "cut.edl"
+    edl.write_text(f"TITLE: ONE EVENT\nFCM: {fcm}\n\n001  AX       V     C        {event}\n"
+                   f"* FROM CLIP NAME: shot\n* FROM FILE: {media}\n")
+    code, result = served.otio("reframe", edl, "-o", folder / "out.otio", "--handles", "0", "--aspect", "1:1",
+                               "--follow", "center", *flags)
+    assert code == 0, result
+    return result
+
+
 def test_a_drop_frame_edl_is_read_at_2997_with_its_timecode(served, tmp_path):
     """Avid writes FCM: DROP FRAME above events with ':' timecodes; --rate 29.97 as typed."""
-    tmp_path = served.media / tmp_path.name
-    tmp_path.mkdir()
-    media = make_video(served.media / "df.mov", seconds=2.5, size=(320, 180), rate="30000/1001",
-                       timecode="01:00:59;20", audio=False)
-    edl = tmp_path / "df.edl"
-    edl.write_text("TITLE: DROP FRAME CUT\nFCM: DROP FRAME\n\n"
-                   "001  DF       V     C        01:00:59:28 01:01:00:24 00:00:00:00 00:00:00:24\n"
-                   f"* FROM CLIP NAME: shot\n* FROM FILE: {media}\n")
-    code, result = served.otio("reframe", edl, "-o", tmp_path / "out.otio", "--rate", "29.97", "--handles", "0",
-                               "--aspect", "1:1", "--follow", "center")
-    assert code == 0, result
+    result = reframe_one_event_edl(served, tmp_path, "30000/1001", "01:00:59;20", "DROP FRAME",
+                                   "01:00:59:28 01:01:00:24 00:00:00:00 00:00:00:24", "--rate", "29.97")
     assert any("drop-frame" in note for note in result["notes"]), result["notes"]
     # 59;28 is 8 frames into the media; 01:01:00;24 is 24 frames after it (;00 and ;01 skipped)
     row = result["clips"][0]
@@ -95,17 +101,8 @@ def test_a_drop_frame_edl_is_read_at_2997_with_its_timecode(served, tmp_path):
 
 def test_an_edl_without_a_rate_takes_its_medias(served, tmp_path):
     """A 25 fps list reads at 30 too (no frame field past 24): the media's 25 decides."""
-    tmp_path = served.media / tmp_path.name
-    tmp_path.mkdir()
-    media = make_video(served.media / "pal.mov", seconds=2.5, size=(320, 180), rate="25",
-                       timecode="01:00:00:00", audio=False)
-    edl = tmp_path / "pal.edl"
-    edl.write_text("TITLE: PAL\nFCM: NON-DROP FRAME\n\n"
-                   "001  PAL      V     C        01:00:00:12 01:00:01:12 00:00:00:00 00:00:01:00\n"
-                   f"* FROM CLIP NAME: shot\n* FROM FILE: {media}\n")
-    code, result = served.otio("reframe", edl, "-o", tmp_path / "out.otio", "--handles", "0",
-                               "--aspect", "1:1", "--follow", "center")
-    assert code == 0, result
+    result = reframe_one_event_edl(served, tmp_path, "25", "01:00:00:00", "NON-DROP FRAME",
+                                   "01:00:00:12 01:00:01:12 00:00:00:00 00:00:01:00")
     assert any("read at 25 fps, the frame rate of its media" in note for note in result["notes"]), result["notes"]
     row = result["clips"][0]
     assert row["range"] == {"start": 0.48, "duration": 1.0, "frames": 25}, row  # at 30 it was 0.4 s in
