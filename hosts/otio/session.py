@@ -71,6 +71,7 @@ class Run:
         self.input, self.output = Path(opts.input).absolute(), Path(opts.output).absolute()
         self.sidecar = sidecar_for(self.output)
         _refuse_overwriting_input(self.input, self.output, self.sidecar)
+        _refuse_unwritable(self.output)
         self.out_fmt = format_for(self.output, write=True)
         self.media_dir = Path(opts.media_dir or self.output.parent / f"{self.output.stem}_media").absolute()
         self.search = _search_paths(opts.search_paths)
@@ -270,8 +271,14 @@ class Run:
             return result
         metadata_branch(self.timeline.metadata, META)["run"] = {
             "action": self.action, "input": str(self.input), "clips": self.rows}
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        write_timeline(self.timeline, self.sidecar)  # first: it holds anything, and every result
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            write_timeline(self.timeline, self.sidecar)  # first: it holds anything, and every result
+        except (TimelineError, OSError) as exc:
+            why = exc.message if isinstance(exc, TimelineError) else f"{exc.strerror}: {exc.filename}"
+            result["error"] = {"code": "write_failed", "message": f"cannot write the sidecar {self.sidecar}: "
+                               f"{why}; the {done} results are kept in {self.media_dir}"}
+            return result
         result["sidecar"] = str(self.sidecar)
         if self.opts.sidecar_only:
             return result
@@ -352,6 +359,17 @@ def _placeholder(engine: str, kinds: tuple[str, ...], media_dir: Path) -> dict:
     outputs = [{"kind": kind, "path": str(media_dir / f"planned.{uuid.uuid4().hex}.{engine}.{kind}")}
                for kind in kinds]  # one file per job and kind, as the real jobs make
     return {"job_id": "planned", "state": "succeeded", "outputs": outputs, "report": {}, "model": ""}
+
+
+def _refuse_unwritable(output: Path) -> None:
+    """OUT's folder (or the nearest one that exists, where it will be made) must be writable
+    by us: found out now, not after every job has run."""
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise TimelineError(f"cannot write '{output}': {folder} is not a folder this user can write to; "
+                            "give -o a path in one", code="permission_denied")
 
 
 def _refuse_overwriting_input(source: Path, output: Path, sidecar: Path) -> None:

@@ -186,7 +186,11 @@ def write_timeline(timeline, path: Path, canvas: tuple[int, int] | None = None, 
     except Exception as exc:  # OTIO errors on a timeline it cannot measure (clips with no range)
         raise TimelineError(f"cannot write '{shown_as or path.name}' as {fmt.label}: {type(exc).__name__}: "
                             f"{exc}; give every clip in and out points, or write .otio") from None
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise TimelineError(f"cannot write '{shown_as or path.name}': {exc.strerror} in {path.parent}",
+                            code="permission_denied") from None
     os.close(fd)
     tmp = Path(name)
     tmp.unlink()  # the otioz adapter refuses to write over an existing file

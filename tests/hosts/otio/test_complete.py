@@ -214,3 +214,17 @@ def test_clips_with_no_range_anywhere_are_reasons_not_tracebacks(served, tmp_pat
         for extra in ([], ["--marker", "x"]):
             code, result = otio_cli(served, action, source, "-o", folder / f"{action}.xml", *extra)
             check_result(code, result, source)
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_job(served, tmp_path):
+    """OUT under a file (not a folder): said at once, before any job, nothing written."""
+    folder = served.media / tmp_path.name
+    folder.mkdir()
+    source = write_as(music_timeline(served.files), folder / "cut.otio")
+    (folder / "notes.txt").write_text("a file, not a folder")
+    before = job_count(served)
+    code, result = served.otio("master", source, "-o", folder / "notes.txt" / "mixes" / "out.xml")
+    assert code == 1 and result["error"]["code"] == "permission_denied", result
+    assert "is not a folder this user can write to" in result["error"]["message"]
+    assert job_count(served) == before
+    assert sorted(p.name for p in folder.iterdir()) == ["cut.otio", "notes.txt"]
