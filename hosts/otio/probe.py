@@ -7,6 +7,8 @@ this cannot open is still sent to the daemon, whose message says what is wrong.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,12 +41,25 @@ class MediaInfo:
 
 
 def probe(path: Path) -> MediaInfo | None:
-    """Read ``path``'s headers; None if PyAV cannot open it (the daemon will say why)."""
+    """Read ``path``'s headers; None if PyAV cannot open it (the daemon will say why).
+
+    A run asks about the same file for every clip that uses it, and again in its dry
+    run: answers are kept while the file's size and modification time stay the same.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _probe(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _probe(path: str, mtime_ns: int, size: int) -> MediaInfo | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
-            return _info(path, container)
+        with av.open(path) as container:
+            return _info(Path(path), container)
     except (av.error.FFmpegError, OSError, ValueError):
         return None
 
